@@ -1,0 +1,96 @@
+import json
+import logging
+from datetime import timedelta
+
+from odoo import api, fields, models
+
+from ..tools.redact import BODY_LIMIT, redact_headers, redact_text, redact_url, truncate
+
+_logger = logging.getLogger(__name__)
+
+
+class BjApiLog(models.Model):
+    _name = "bj.api.log"
+    _description = "BJ API Log"
+    _order = "create_date desc, id desc"
+    _rec_name = "request_url"
+
+    config_id = fields.Many2one(
+        "bj.api.sync.config", string="Configuration", index=True, ondelete="cascade"
+    )
+    company_id = fields.Many2one(related="config_id.company_id", store=True)
+    res_model = fields.Char(string="Model", index=True)
+    res_ids = fields.Char(string="Record IDs")
+    request_method = fields.Char(string="Method")
+    request_url = fields.Char(string="URL")
+    request_headers = fields.Text(string="Request Headers")
+    request_body = fields.Text(string="Request Body")
+    status_code = fields.Integer(string="Status", index=True)
+    response_body = fields.Text(string="Response Body")
+    duration_ms = fields.Integer(string="Duration (ms)")
+    attempts = fields.Integer(
+        help="HTTP attempts made for this request, quick retries included."
+    )
+    state = fields.Selection(
+        [("success", "Success"), ("error", "Error")],
+        required=True,
+        default="success",
+        index=True,
+    )
+    outcome = fields.Selection(
+        [
+            ("success", "Success"),
+            ("retryable", "Retryable failure"),
+            ("permanent", "Permanent failure"),
+        ],
+        help="How the transport classified the exchange.",
+    )
+    retry_after = fields.Float(help="Seconds the server asked to wait (Retry-After).")
+    error_message = fields.Text(string="Error")
+    idempotency_key = fields.Char(index=True)
+
+    @api.model
+    def _scrub_values(self, values, secrets=()):
+        """Redact secrets and cut large bodies before anything is stored."""
+        values = dict(values)
+        headers = values.get("request_headers")
+        if isinstance(headers, dict):
+            values["request_headers"] = json.dumps(
+                redact_headers(headers), indent=2, ensure_ascii=False
+            )
+        if values.get("request_url"):
+            values["request_url"] = redact_url(values["request_url"])
+        for name in ("request_url", "request_headers", "request_body",
+                     "response_body", "error_message"):
+            text = values.get(name)
+            if not text:
+                continue
+            text = redact_text(text, list(secrets))
+            if name in ("request_body", "response_body"):
+                text = truncate(text, BODY_LIMIT)
+            values[name] = text
+        return values
+
+    @api.autovacuum
+    def _gc_logs(self):
+        """Delete old logs: success after ``bj_api_sync.log_retention_days``
+        (default 30), errors after ``bj_api_sync.error_log_retention_days``
+        (default 90)."""
+        params = self.env["ir.config_parameter"].sudo()
+        now = fields.Datetime.now()
+        for state, key, default in (
+            ("success", "bj_api_sync.log_retention_days", 30),
+            ("error", "bj_api_sync.error_log_retention_days", 90),
+        ):
+            try:
+                days = int(params.get_param(key, default))
+            except ValueError:
+                _logger.warning("bj_api_sync: %s is not a number of days", key)
+                days = default
+            if days <= 0:
+                continue
+            limit_date = now - timedelta(days=days)
+            old = self.sudo().search(
+                [("state", "=", state), ("create_date", "<", limit_date)]
+            )
+            old.unlink()

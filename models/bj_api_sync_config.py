@@ -1,0 +1,977 @@
+import ast
+import base64
+import logging
+import math
+import uuid
+from datetime import date, datetime, timedelta
+
+from dateutil.relativedelta import relativedelta
+
+from odoo import api, fields, models, release
+from odoo.exceptions import UserError, ValidationError
+from odoo.fields import Domain
+from odoo.tools import safe_eval as safe_eval_module
+from odoo.tools.safe_eval import safe_eval, wrap_module
+
+from ..tools import jsonenc, sandbox, transport
+from ..tools.redact import redact_headers, redact_text, redact_url
+
+_logger = logging.getLogger(__name__)
+
+MAPPING_MAX_DEPTH = 8
+
+# Names a script has no business calling; safe_eval would only fail on them at
+# run time, so they are refused at save with a clearer message.
+FORBIDDEN_NAMES = frozenset(
+    {
+        "open",
+        "eval",
+        "exec",
+        "compile",
+        "globals",
+        "locals",
+        "vars",
+        "getattr",
+        "setattr",
+        "delattr",
+        "input",
+        "breakpoint",
+        "memoryview",
+        "type",
+        "object",
+        "super",
+    }
+)
+
+_SANDBOX_MODULES = {
+    "datetime": safe_eval_module.datetime,
+    "time": safe_eval_module.time,
+    "json": safe_eval_module.json,
+    "math": wrap_module(math, [n for n in dir(math) if not n.startswith("_")]),
+    "dateutil": safe_eval_module.dateutil,
+    "dateutil.relativedelta": safe_eval_module.dateutil.relativedelta,
+    "dateutil.parser": safe_eval_module.dateutil.parser,
+    "dateutil.tz": safe_eval_module.dateutil.tz,
+    "dateutil.rrule": safe_eval_module.dateutil.rrule,
+}
+
+
+def _sandbox_import(name):
+    """Loader used by rewritten ``import`` lines (see tools/sandbox.py)."""
+    try:
+        return _SANDBOX_MODULES[name]
+    except KeyError:
+        raise ImportError(f"import of {name!r} is not allowed") from None
+
+
+class PayloadError(Exception):
+    """Building the payload of one record or page failed."""
+
+
+class BjApiSyncConfig(models.Model):
+    _name = "bj.api.sync.config"
+    _description = "BJ API Configuration"
+    _inherit = ["mail.thread"]
+    _order = "sequence, name, id"
+
+    name = fields.Char(required=True, tracking=True)
+    sequence = fields.Integer(default=10)
+    active = fields.Boolean(default=True, tracking=True)
+    company_id = fields.Many2one("res.company", string="Company", index=True)
+    request_type = fields.Selection(
+        [("in", "In"), ("out", "Out")],
+        required=True,
+        default="out",
+        help="Out sends Odoo records to an external API. In is reserved for "
+        "inbound endpoints.",
+    )
+    model_id = fields.Many2one(
+        "ir.model",
+        string="Model",
+        required=True,
+        ondelete="cascade",
+        tracking=True,
+        domain=[("transient", "=", False)],
+    )
+    model_name = fields.Char(
+        related="model_id.model", store=True, string="Model Name", index=True
+    )
+    filter_domain = fields.Char(
+        string="Filter Domain",
+        default="[]",
+        tracking=True,
+        help="Only records matching this domain are sent. May use datetime, "
+        "timedelta, relativedelta, context_today, uid and user.",
+    )
+    request_url = fields.Char(
+        string="Request URL",
+        tracking=True,
+        help="http(s) URL of the external endpoint. {field_path} placeholders are "
+        "replaced per record, e.g. https://api.example.com/partners/{ref}.",
+    )
+    http_method_ids = fields.Many2many(
+        "bj.http.method",
+        string="HTTP Method",
+        tracking=True,
+        help="Outbound configurations need exactly one method.",
+    )
+    http_method = fields.Char(compute="_compute_http_method", string="Method")
+    connect_timeout = fields.Float(
+        string="Connection Timeout", default=5.0, help="Seconds."
+    )
+    read_timeout = fields.Float(string="Read Timeout", default=15.0, help="Seconds.")
+    auth_type = fields.Selection(
+        [("none", "None"), ("basic", "Basic Auth"), ("bearer", "Bearer Token")],
+        string="Authorization Type",
+        required=True,
+        default="none",
+        tracking=True,
+    )
+    auth_login = fields.Char(string="Login")
+    auth_password = fields.Char(
+        string="Password", groups="bj_api_sync.group_bj_api_manager", copy=False
+    )
+    bearer_token = fields.Char(
+        string="Bearer Token", groups="bj_api_sync.group_bj_api_manager", copy=False
+    )
+    header_ids = fields.One2many(
+        "bj.api.sync.header", "config_id", string="Headers", copy=True
+    )
+    param_ids = fields.One2many(
+        "bj.api.sync.param", "config_id", string="Query Parameters", copy=True
+    )
+    line_ids = fields.One2many(
+        "bj.api.sync.config.line", "config_id", string="Field Mappings", copy=True
+    )
+    python_script = fields.Text(
+        string="Python Script",
+        help="Transforms the whole payload. Available: env, model, records, "
+        "request_data, datetime, timedelta, json. Set `result` to replace the body.",
+    )
+    is_paginated = fields.Boolean(
+        string="Is Paginated",
+        help="Send records in pages: one request per page, body = JSON array.",
+    )
+    page_size = fields.Integer(default=100)
+    max_retries = fields.Integer(
+        default=3, help="Quick retries inside one call (connection errors, 429, 5xx)."
+    )
+    backoff_factor = fields.Float(
+        default=0.5, help="Exponential backoff factor between quick retries (s)."
+    )
+    log_ids = fields.One2many("bj.api.log", "config_id", string="Logs")
+    log_count = fields.Integer(compute="_compute_log_count")
+
+    # ------------------------------------------------------------------
+    # Computes
+    # ------------------------------------------------------------------
+
+    @api.depends("http_method_ids")
+    def _compute_http_method(self):
+        for config in self:
+            config.http_method = ",".join(config.http_method_ids.mapped("name"))
+
+    def _compute_log_count(self):
+        counts = dict(
+            self.env["bj.api.log"]._read_group(
+                [("config_id", "in", self.ids)], ["config_id"], ["__count"]
+            )
+        )
+        for config in self:
+            config.log_count = counts.get(config, 0)
+
+    # ------------------------------------------------------------------
+    # Constraints
+    # ------------------------------------------------------------------
+
+    @api.constrains("request_url", "request_type", "is_paginated", "model_id")
+    def _check_request_url(self):
+        for config in self:
+            if not config.request_url:
+                if config.request_type == "out":
+                    raise ValidationError(
+                        self.env._(
+                            "Configuration %(name)r: an outbound configuration "
+                            "needs a Request URL.",
+                            name=config.name,
+                        )
+                    )
+                continue
+            error = transport.validate_url(config.request_url)
+            if error:
+                raise ValidationError(
+                    self.env._(
+                        "Request URL of %(name)r: %(error)s",
+                        name=config.name,
+                        error=error,
+                    )
+                )
+            placeholders = transport.url_placeholders(config.request_url)
+            if placeholders and config.is_paginated:
+                raise ValidationError(
+                    self.env._(
+                        "Request URL of %(name)r uses placeholders (%(names)s), "
+                        "which need one request per record: they cannot be used "
+                        "on a paginated configuration.",
+                        name=config.name,
+                        names=", ".join(placeholders),
+                    )
+                )
+            for path in placeholders:
+                self.env["bj.api.sync.config.line"]._resolve_field_path(
+                    config.model_name, path
+                )
+
+    @api.constrains("http_method_ids", "request_type")
+    def _check_http_method(self):
+        for config in self.filtered(lambda c: c.request_type == "out"):
+            if len(config.http_method_ids) != 1:
+                raise ValidationError(
+                    self.env._(
+                        "Configuration %(name)r: outbound configurations require "
+                        "exactly one HTTP method (%(count)s selected).",
+                        name=config.name,
+                        count=len(config.http_method_ids),
+                    )
+                )
+
+    @api.constrains("filter_domain", "model_id")
+    def _check_filter_domain(self):
+        for config in self:
+            config._get_records_domain()
+
+    @api.constrains("connect_timeout", "read_timeout")
+    def _check_timeouts(self):
+        for config in self:
+            if config.connect_timeout <= 0 or config.read_timeout <= 0:
+                raise ValidationError(
+                    self.env._(
+                        "Configuration %(name)r: Connection Timeout and Read "
+                        "Timeout must be greater than 0 seconds.",
+                        name=config.name,
+                    )
+                )
+
+    @api.constrains("page_size", "max_retries", "backoff_factor")
+    def _check_batching(self):
+        for config in self:
+            if config.page_size < 1:
+                raise ValidationError(
+                    self.env._(
+                        "Configuration %(name)r: Page Size must be at least 1.",
+                        name=config.name,
+                    )
+                )
+            if config.max_retries < 0 or config.max_retries > 10:
+                raise ValidationError(
+                    self.env._(
+                        "Configuration %(name)r: Max Retries must be between 0 "
+                        "and 10.",
+                        name=config.name,
+                    )
+                )
+            if config.backoff_factor < 0:
+                raise ValidationError(
+                    self.env._(
+                        "Configuration %(name)r: Backoff Factor cannot be negative.",
+                        name=config.name,
+                    )
+                )
+
+    @api.constrains("python_script")
+    def _check_python_script(self):
+        for config in self.filtered("python_script"):
+            self._check_python_source(
+                config.python_script,
+                self.env._("Python Script of %(name)r", name=config.name),
+            )
+
+    @api.constrains("model_id")
+    def _check_lines_follow_model(self):
+        lines = self.line_ids
+        lines._check_field_path()
+        lines._check_mapping_config()
+        # Configurations that nest this one must still point at its model.
+        self.env["bj.api.sync.config.line"].search(
+            [("mapping_config_id", "in", self.ids)]
+        )._check_mapping_config()
+
+    def _check_mapping_cycle(self):
+        """Refuse a chain of Mapping lines that comes back to where it started."""
+        for config in self:
+            stack = [(config, (config.name,))]
+            while stack:
+                current, trail = stack.pop()
+                for line in current.line_ids.filtered(
+                    lambda x: x.value_type == "mapping" and x.mapping_config_id
+                ):
+                    target = line.mapping_config_id
+                    if target == config:
+                        raise ValidationError(
+                            self.env._(
+                                "Mapping cycle: %(chain)s. A configuration cannot "
+                                "nest itself.",
+                                chain=" → ".join((*trail, target.name)),
+                            )
+                        )
+                    if len(trail) < MAPPING_MAX_DEPTH:
+                        stack.append((target, (*trail, target.name)))
+
+    @api.model
+    def _check_python_source(self, code, label):
+        """Validate admin Python code at save: syntax, imports, forbidden names.
+
+        :raises ValidationError: with ``label`` and the line at fault
+        """
+        try:
+            rewritten = sandbox.rewrite_imports(code)
+        except SyntaxError as error:
+            raise ValidationError(
+                self.env._(
+                    "%(label)s: syntax error at line %(line)s: %(msg)s",
+                    label=label,
+                    line=error.lineno,
+                    msg=error.msg,
+                )
+            ) from None
+        except sandbox.ImportRefused as error:
+            raise ValidationError(f"{label}: {error}") from None
+        tree = ast.parse(rewritten, mode="exec")
+        for node in ast.walk(tree):
+            name = None
+            if isinstance(node, ast.Name) and node.id in FORBIDDEN_NAMES:
+                name = node.id
+            elif isinstance(node, (ast.Name, ast.Attribute)):
+                ident = node.id if isinstance(node, ast.Name) else node.attr
+                if "__" in ident:
+                    name = ident
+            if name:
+                raise ValidationError(
+                    self.env._(
+                        "%(label)s: line %(line)s uses %(name)r, which is not "
+                        "allowed in sandboxed code.",
+                        label=label,
+                        line=node.lineno,
+                        name=name,
+                    )
+                )
+        try:
+            code_obj = safe_eval_module.compile_codeobj(rewritten, mode="exec")
+            safe_eval_module.assert_valid_codeobj(
+                safe_eval_module._SAFE_OPCODES, code_obj, rewritten
+            )
+        except (SyntaxError, TypeError, ValueError, NameError) as error:
+            raise ValidationError(f"{label}: {error}") from None
+
+    # ------------------------------------------------------------------
+    # CRUD
+    # ------------------------------------------------------------------
+
+    def copy_data(self, default=None):
+        vals_list = super().copy_data(default=default)
+        for config, vals in zip(self, vals_list, strict=False):
+            vals.setdefault("name", self.env._("%s (copy)", config.name))
+        return vals_list
+
+    # ------------------------------------------------------------------
+    # Actions
+    # ------------------------------------------------------------------
+
+    def action_send_now(self):
+        """Send every record matching the domain now and report the outcome."""
+        self.ensure_one()
+        records = self._get_matching_records()
+        if not records:
+            raise UserError(
+                self.env._(
+                    "No %(model)s record matches the filter domain of %(name)r.",
+                    model=self.model_name,
+                    name=self.name,
+                )
+            )
+        logs = self._make_outbound_http_request(records)
+        failed = logs.filtered(lambda log: log.state == "error")
+        message = self.env._(
+            "%(count)s request(s) sent for %(records)s record(s): "
+            "%(ok)s succeeded, %(ko)s failed.",
+            count=len(logs),
+            records=len(records),
+            ok=len(logs) - len(failed),
+            ko=len(failed),
+        )
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {
+                "title": self.name,
+                "message": message,
+                "type": "warning" if failed else "success",
+                "sticky": bool(failed),
+                "next": {"type": "ir.actions.act_window_close"},
+            },
+        }
+
+    def action_preview_payload(self):
+        """Show the first request this configuration would send; nothing is sent."""
+        self.ensure_one()
+        self._check_sendable()
+        records = self._get_matching_records(limit=self._unit_size())
+        preview = self.env["bj.api.sync.preview"].create(
+            self._prepare_preview_values(records)
+        )
+        return {
+            "type": "ir.actions.act_window",
+            "name": self.env._("Payload Preview"),
+            "res_model": "bj.api.sync.preview",
+            "res_id": preview.id,
+            "view_mode": "form",
+            "target": "new",
+        }
+
+    def action_view_logs(self):
+        """Open the logs of this configuration."""
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "bj_api_sync.bj_api_log_action"
+        )
+        action["domain"] = [("config_id", "=", self.id)]
+        action["context"] = {"default_config_id": self.id}
+        return action
+
+    # ------------------------------------------------------------------
+    # Record selection
+    # ------------------------------------------------------------------
+
+    def _get_domain_eval_context(self):
+        return {
+            "datetime": datetime,
+            "date": date,
+            "timedelta": timedelta,
+            "relativedelta": relativedelta,
+            "time": safe_eval_module.time,
+            "context_today": lambda: fields.Date.context_today(self),
+            "uid": self.env.uid,
+            "user": self.env.user,
+        }
+
+    def _get_records_domain(self):
+        """Return the evaluated and validated filter domain as a ``Domain``.
+
+        :raises ValidationError: naming the configuration when the domain does not
+            parse or names an unknown field
+        """
+        self.ensure_one()
+        text = (self.filter_domain or "").strip() or "[]"
+        try:
+            value = safe_eval(text, self._get_domain_eval_context())
+            domain = Domain(value)
+            if self.model_name:
+                domain.validate(self.env[self.model_name])
+        except Exception as error:  # noqa: BLE001 - any failure is a bad domain
+            raise ValidationError(
+                self.env._(
+                    "Filter Domain of %(name)r is not valid: %(error)s",
+                    name=self.name,
+                    error=error,
+                )
+            ) from None
+        return domain
+
+    def _get_matching_records(self, limit=None):
+        """Return the records of the configuration's model matching its domain."""
+        self.ensure_one()
+        return self.env[self.model_name].search(self._get_records_domain(), limit=limit)
+
+    def _filter_records(self, records):
+        """Keep the given records that match the domain, in their original order."""
+        domain = self._get_records_domain()
+        if domain.is_true():
+            return records
+        matching = set(
+            records.with_context(active_test=False)
+            .search(Domain("id", "in", records.ids) & domain)
+            .ids
+        )
+        return records.filtered(lambda r: r.id in matching)
+
+    def _unit_size(self):
+        return self.page_size if self.is_paginated else 1
+
+    def _iter_pages(self, records):
+        """Yield the records in request-sized chunks with their own prefetch set."""
+        size = self._unit_size()
+        for start in range(0, len(records), size):
+            page = records[start : start + size]
+            yield page.with_prefetch(page._ids)
+
+    # ------------------------------------------------------------------
+    # Payload building
+    # ------------------------------------------------------------------
+
+    @api.model
+    def _convert_plain(self, field, value):
+        """Turn one ORM value into its JSON form (SPEC §3 'plain')."""
+        ftype = field.type
+        if ftype == "many2one":
+            return value.id or None
+        if ftype in ("one2many", "many2many"):
+            return list(value.ids)
+        if ftype == "boolean":
+            return bool(value)
+        if ftype in ("integer", "float", "monetary"):
+            return value or 0
+        if ftype == "datetime":
+            return jsonenc.format_datetime(value) if value else None
+        if ftype == "date":
+            return value.isoformat() if value else None
+        if ftype == "binary":
+            if not value:
+                return None
+            return value.decode() if isinstance(value, bytes) else value
+        if ftype in ("json", "properties"):
+            return value if value not in (False,) else None
+        if ftype == "many2one_reference":
+            return value or None
+        if ftype == "reference":
+            return f"{value._name},{value.id}" if value else None
+        # char, text, html, selection and anything else textual
+        if value is False or value is None or value == "":
+            return None
+        return str(value)
+
+    def _walk_path(self, record, chain):
+        """Follow all relational segments but the last; return (target, multi)."""
+        current, multi = record, False
+        for field in chain[:-1]:
+            if field.type in ("one2many", "many2many"):
+                multi = True
+            current = current.mapped(field.name) if multi else current[field.name]
+        return current, multi
+
+    def _line_values(self, line, records, depth):
+        """Values of one mapping line for every record, aligned with ``records``.
+
+        A record whose value cannot be computed gets a ``PayloadError`` instead.
+        """
+        values = []
+        if line.value_type == "python":
+            plain = self._path_values(line, records, "plain", depth) if line.field_path else [None] * len(records)
+            model = self.env[self.model_name]
+            for record, value in zip(records, plain, strict=True):
+                context = self._get_script_eval_context(model, record)
+                context.update(record=record, value=value)
+                try:
+                    values.append(self._run_script(line.python_code, context))
+                except Exception as error:  # noqa: BLE001
+                    values.append(
+                        PayloadError(
+                            self.env._(
+                                "Python code of mapping line %(key)r failed: %(error)s",
+                                key=line.api_key,
+                                error=error,
+                            )
+                        )
+                    )
+            return values
+        return self._path_values(line, records, line.value_type, depth)
+
+    def _path_values(self, line, records, value_type, depth):
+        chain = self.env["bj.api.sync.config.line"]._resolve_field_path(
+            self.model_name, line.field_path
+        )
+        leaf = chain[-1]
+        targets = [self._walk_path(record, chain) for record in records]
+        relational = leaf.type in ("many2one", "one2many", "many2many")
+        if not relational or value_type == "plain":
+            result = []
+            for current, multi in targets:
+                if relational:
+                    related = current.mapped(leaf.name) if (multi or len(current) != 1) else current[leaf.name]
+                    if leaf.type == "many2one" and not multi:
+                        result.append(related.id or None)
+                    else:
+                        result.append(list(related.ids))
+                elif multi:
+                    result.append([self._convert_plain(leaf, rec[leaf.name]) for rec in current])
+                else:
+                    result.append(self._convert_plain(leaf, current[leaf.name]) if current else None)
+            return result
+        related_list = []
+        for current, multi in targets:
+            single = leaf.type == "many2one" and not multi
+            related = current[leaf.name] if (current and not multi and len(current) == 1) else current.mapped(leaf.name)
+            related_list.append((related, single))
+        if value_type == "relational":
+            return [
+                (related.display_name or None) if single else related.mapped("display_name")
+                for related, single in related_list
+            ]
+        # mapping: build every nested object in one batch, then distribute.
+        mapping = line.mapping_config_id
+        if depth >= MAPPING_MAX_DEPTH:
+            error = PayloadError(
+                self.env._("Mapping nested deeper than %s levels.", MAPPING_MAX_DEPTH)
+            )
+            return [error] * len(records)
+        union = self.env[leaf.comodel_name].browse()
+        for related, _single in related_list:
+            union |= related
+        union = union.with_prefetch(union._ids)
+        objects, errors = mapping._build_objects(union, depth + 1)
+        by_id = {}
+        for rec, obj, err in zip(union, objects, errors, strict=True):
+            by_id[rec.id] = err or obj
+        result = []
+        for related, single in related_list:
+            items = [by_id[rec.id] for rec in related]
+            failed = next((i for i in items if isinstance(i, PayloadError)), None)
+            if failed:
+                result.append(failed)
+            elif single:
+                result.append(items[0] if items else None)
+            else:
+                result.append(items)
+        return result
+
+    def _build_objects(self, records, depth=0):
+        """Build one JSON object per record from the mapping lines.
+
+        Values are computed line by line over the whole batch so that the ORM
+        prefetches each field once for all records.
+
+        :return: ``(objects, errors)`` lists aligned with ``records``; ``errors``
+            holds a ``PayloadError`` for the records that failed, else ``None``
+        """
+        self.ensure_one()
+        objects = [{} for _record in records]
+        errors = [None] * len(records)
+        for line in self.line_ids:
+            values = self._line_values(line, records, depth)
+            for index, value in enumerate(values):
+                if errors[index]:
+                    continue
+                if isinstance(value, PayloadError):
+                    errors[index] = value
+                    continue
+                try:
+                    jsonenc.set_nested(objects[index], line.api_key, value)
+                except ValueError as error:
+                    errors[index] = PayloadError(str(error))
+        return objects, errors
+
+    def _get_script_eval_context(self, model, records):
+        return {
+            "env": self.env,
+            "model": model,
+            "records": records,
+            "datetime": datetime,
+            "date": date,
+            "timedelta": timedelta,
+            "relativedelta": relativedelta,
+            "json": safe_eval_module.json,
+            "time": safe_eval_module.time,
+            "uid": self.env.uid,
+            "user": self.env.user,
+            sandbox.LOADER_NAME: _sandbox_import,
+        }
+
+    @api.model
+    def _run_script(self, code, context):
+        """Run admin code in safe_eval and return what it put in ``result``."""
+        rewritten = sandbox.rewrite_imports(code)
+        safe_eval(rewritten, context, mode="exec")
+        return context.get("result")
+
+    def _prepare_units(self, records):
+        """Yield one dict per request to send: records, body or error, URL.
+
+        Not paginated: one unit per record, body = its object. Paginated: one
+        unit per page, body = the array of the page's objects; records whose
+        object failed get a unit of their own carrying the error.
+        """
+        self.ensure_one()
+        model = self.env[self.model_name]
+        placeholders = transport.url_placeholders(self.request_url or "")
+        for page in self._iter_pages(records):
+            objects, errors = self._build_objects(page)
+            if self.is_paginated:
+                good = page.browse(
+                    [r.id for r, err in zip(page, errors, strict=True) if not err]
+                )
+                for record, error in zip(page, errors, strict=True):
+                    if error:
+                        yield {"records": record, "error": str(error)}
+                if good:
+                    body = [o for o, err in zip(objects, errors, strict=True) if not err]
+                    yield self._finish_unit(model, good, body, self.request_url)
+                continue
+            record, error = page, errors[0]
+            if error:
+                yield {"records": record, "error": str(error)}
+                continue
+            url = self.request_url
+            if placeholders:
+                url = transport.render_url(url, self._placeholder_values(record, placeholders))
+            yield self._finish_unit(model, record, objects[0], url)
+
+    def _placeholder_values(self, record, placeholders):
+        values = {}
+        line_model = self.env["bj.api.sync.config.line"]
+        for path in placeholders:
+            chain = line_model._resolve_field_path(self.model_name, path)
+            current, multi = self._walk_path(record, chain)
+            leaf = chain[-1]
+            if multi:
+                values[path] = ",".join(
+                    str(self._convert_plain(leaf, rec[leaf.name])) for rec in current
+                )
+            else:
+                values[path] = self._convert_plain(leaf, current[leaf.name]) if current else None
+        return values
+
+    def _finish_unit(self, model, records, body, url):
+        unit = {"records": records, "body": body, "url": url}
+        if self.python_script:
+            context = self._get_script_eval_context(model, records)
+            context["request_data"] = body
+            try:
+                self._run_script(self.python_script, context)
+            except Exception as error:  # noqa: BLE001
+                unit["error"] = self.env._("Python Script failed: %s", error)
+                return unit
+            if "result" in context and context["result"] is not None:
+                unit["body"] = context["result"]
+        return unit
+
+    # ------------------------------------------------------------------
+    # Request building
+    # ------------------------------------------------------------------
+
+    def _get_auth_headers_none(self):
+        return {}
+
+    def _get_auth_headers_basic(self):
+        login = self.auth_login or ""
+        password = self.sudo().auth_password or ""
+        token = base64.b64encode(f"{login}:{password}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+
+    def _get_auth_headers_bearer(self):
+        return {"Authorization": f"Bearer {self.sudo().bearer_token or ''}"}
+
+    def _prepare_headers(self, idempotency_key):
+        """Default headers, then custom headers (override), then authentication."""
+        self.ensure_one()
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": f"bj_api_sync/{self._module_version()}",
+            "Idempotency-Key": idempotency_key,
+        }
+        lower = {k.lower(): k for k in headers}
+        for header in self.header_ids:
+            existing = lower.pop(header.key.strip().lower(), None)
+            if existing:
+                headers.pop(existing)
+            headers[header.key.strip()] = header.value or ""
+            lower[header.key.strip().lower()] = header.key.strip()
+        auth = getattr(self, f"_get_auth_headers_{self.auth_type}")()
+        for key, value in auth.items():
+            existing = lower.pop(key.lower(), None)
+            if existing:
+                headers.pop(existing)
+            headers[key] = value
+        return headers
+
+    @api.model
+    def _module_version(self):
+        return (
+            self.env["ir.module.module"]
+            .sudo()
+            .search([("name", "=", "bj_api_sync")], limit=1)
+            .latest_version
+            or release.major_version
+        )
+
+    def _get_secrets(self):
+        """Secret values of this configuration, to scrub from anything stored."""
+        self.ensure_one()
+        config = self.sudo()
+        secrets = [config.auth_password, config.bearer_token]
+        if config.auth_password:
+            login = config.auth_login or ""
+            secrets.append(
+                base64.b64encode(f"{login}:{config.auth_password}".encode()).decode()
+            )
+        secrets += [h.value for h in self.header_ids if h.is_secret]
+        return [s for s in secrets if s]
+
+    def _prepare_request(self, unit, timeout=None):
+        """Turn a unit into a transport request (plain data)."""
+        self.ensure_one()
+        method = self.http_method_ids.name
+        key = unit.get("idempotency_key") or str(uuid.uuid4())
+        unit["idempotency_key"] = key
+        params = [(p.key, p.value or "") for p in self.param_ids]
+        body = None
+        if method == "GET":
+            if not self.is_paginated and isinstance(unit["body"], dict):
+                for name, value in unit["body"].items():
+                    if isinstance(value, bool):
+                        params.append((name, "true" if value else "false"))
+                    elif isinstance(value, (str, int, float)):
+                        params.append((name, str(value)))
+        else:
+            body = jsonenc.encode(unit["body"])
+        return transport.OutboundRequest(
+            method=method,
+            url=unit["url"],
+            headers=self._prepare_headers(key),
+            body=body,
+            params=params or None,
+            connect_timeout=self.connect_timeout,
+            read_timeout=timeout or self.read_timeout,
+            max_retries=self.max_retries,
+            backoff_factor=self.backoff_factor,
+        )
+
+    def _get_session(self):
+        key = (self.env.cr.dbname, self.id, str(self.write_date))
+        return transport.DEFAULT_POOL.get(key)
+
+    # ------------------------------------------------------------------
+    # Sending
+    # ------------------------------------------------------------------
+
+    def _check_sendable(self, records=None):
+        """Raise a UserError naming what keeps this configuration from sending."""
+        self.ensure_one()
+        problems = []
+        if self.request_type != "out":
+            problems.append(self.env._("it is not an outbound (Out) configuration"))
+        if not self.request_url:
+            problems.append(self.env._("it has no Request URL"))
+        if len(self.http_method_ids) != 1:
+            problems.append(self.env._("it needs exactly one HTTP method"))
+        if not self.line_ids:
+            problems.append(self.env._("it has no field mappings"))
+        if records is not None and records._name != self.model_name:
+            problems.append(
+                self.env._(
+                    "it maps %(model)s records, not %(given)s",
+                    model=self.model_name,
+                    given=records._name,
+                )
+            )
+        if problems:
+            raise UserError(
+                self.env._(
+                    "Configuration %(name)r cannot send: %(problems)s.",
+                    name=self.name,
+                    problems="; ".join(problems),
+                )
+            )
+
+    def _make_outbound_http_request(self, records, config_id=None, timeout=None):
+        """Send ``records`` now, synchronously; return the ``bj.api.log`` rows.
+
+        Keeps only the records matching the filter domain, sends one request per
+        record (or per page when paginated) and logs each one. HTTP errors,
+        timeouts and refused connections are logged, never raised.
+
+        :param records: record or recordset of the configuration's model
+        :param config_id: configuration id (or record) to use instead of ``self``
+        :param timeout: read timeout (s) for this call, overriding the config's
+        :raises UserError: when the configuration cannot send at all
+        """
+        config = self
+        if config_id:
+            config = config_id if isinstance(config_id, models.BaseModel) else self.browse(config_id)
+        config.ensure_one()
+        config._check_sendable(records)
+        records = config._filter_records(records)
+        log_vals = []
+        for unit in config._prepare_units(records):
+            log_vals.append(config._send_unit(unit, timeout=timeout))
+        return self.env["bj.api.log"].sudo().create(log_vals).sudo(False)
+
+    def _send_unit(self, unit, timeout=None):
+        """Send one unit (or record its build error); return log values."""
+        self.ensure_one()
+        if unit.get("error"):
+            return self._prepare_log_values(unit, None, None)
+        request = self._prepare_request(unit, timeout=timeout)
+        result = transport.send(request, session=self._get_session())
+        if result.outcome != "success":
+            _logger.info(
+                "bj_api_sync: %s %s for config %s: %s",
+                request.method,
+                redact_url(result.url or request.url),
+                self.id,
+                result.error,
+            )
+        return self._prepare_log_values(unit, request, result)
+
+    def _prepare_log_values(self, unit, request, result):
+        """Values of the ``bj.api.log`` row for one request, secrets removed."""
+        self.ensure_one()
+        records = unit["records"]
+        secrets = self._get_secrets()
+        values = {
+            "config_id": self.id,
+            "res_model": records._name,
+            "res_ids": ",".join(str(i) for i in records.ids),
+            "request_method": self.http_method_ids[:1].name,
+            "request_url": unit.get("url") or self.request_url,
+        }
+        if request is None:
+            values.update(
+                state="error",
+                error_message=unit.get("error"),
+                attempts=0,
+            )
+            return self.env["bj.api.log"]._scrub_values(values, secrets)
+        values.update(
+            request_url=result.url or request.url,
+            request_headers=request.headers,
+            request_body=request.body.decode() if request.body else False,
+            status_code=result.status_code or 0,
+            response_body=result.response_text,
+            duration_ms=result.elapsed_ms,
+            attempts=result.attempts,
+            state="success" if result.outcome == "success" else "error",
+            error_message=result.error if result.outcome != "success" else False,
+            idempotency_key=unit["idempotency_key"],
+            outcome=result.outcome,
+            retry_after=result.retry_after or 0.0,
+        )
+        return self.env["bj.api.log"]._scrub_values(values, secrets)
+
+    def _redacted_headers(self, headers):
+        return redact_text(jsonenc.dumps_pretty(redact_headers(headers)), self._get_secrets())
+
+    def _prepare_preview_values(self, records):
+        """What the first request would look like, secrets masked; nothing sent."""
+        units = list(self._prepare_units(records)) if records else []
+        values = {"config_id": self.id, "record_count": len(records)}
+        if not units:
+            values["error_message"] = self.env._(
+                "No %(model)s record matches the filter domain.", model=self.model_name
+            )
+            return values
+        unit = units[0]
+        if unit.get("error"):
+            values["error_message"] = unit["error"]
+            return values
+        request = self._prepare_request(unit)
+        secrets = self._get_secrets()
+        url = transport.build_url(request.url, request.params)
+        values.update(
+            request_method=request.method,
+            request_url=redact_text(redact_url(url), secrets),
+            request_headers=self._redacted_headers(request.headers),
+            request_body=redact_text(jsonenc.dumps_pretty(unit["body"]), secrets)
+            if request.body is not None
+            else False,
+        )
+        return values

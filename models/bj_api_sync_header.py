@@ -1,0 +1,40 @@
+from odoo import api, fields, models
+from odoo.exceptions import ValidationError
+
+from ..tools.redact import redact_headers
+
+
+class BjApiSyncHeader(models.Model):
+    _name = "bj.api.sync.header"
+    _description = "BJ API Custom Header"
+    _order = "sequence, id"
+
+    config_id = fields.Many2one(
+        "bj.api.sync.config", required=True, ondelete="cascade", index=True
+    )
+    sequence = fields.Integer(default=10)
+    key = fields.Char(string="Header", required=True)
+    value = fields.Char()
+    is_secret = fields.Boolean(
+        compute="_compute_is_secret",
+        help="Headers whose name looks like a credential are masked in logs "
+        "and previews.",
+    )
+
+    @api.depends("key")
+    def _compute_is_secret(self):
+        for header in self:
+            name = header.key or ""
+            header.is_secret = bool(name) and redact_headers({name: "x"})[name] != "x"
+
+    @api.constrains("key")
+    def _check_key(self):
+        for header in self:
+            key = (header.key or "").strip()
+            if not key or any(c in key for c in " :\r\n\t"):
+                raise ValidationError(
+                    self.env._(
+                        "Header name %(key)r is not a valid HTTP header name.",
+                        key=header.key,
+                    )
+                )

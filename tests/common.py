@@ -1,0 +1,176 @@
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+from odoo import Command
+from odoo.tests import TransactionCase
+from odoo.tests.common import _super_send
+
+
+@dataclass
+class Reply:
+    """One scripted answer of the test server."""
+
+    status: int = 200
+    body: bytes | str = b'{"ok": true}'
+    headers: dict = field(default_factory=dict)
+    delay: float = 0.0
+    drop: bool = False
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    query: list
+    headers: dict
+    body: bytes
+    client_port: int
+
+    def json(self):
+        return json.loads(self.body.decode()) if self.body else None
+
+
+class ScriptedServer:
+    """A real HTTP server on 127.0.0.1 that answers from a script.
+
+    ``script(Reply(503), Reply(503), Reply(200))`` queues replies; once the queue is
+    empty every request gets ``default``. Everything received is kept in
+    ``received``.
+    """
+
+    def __init__(self):
+        self.replies = deque()
+        self.default = Reply()
+        self.received = []
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                parts = urlsplit(self.path)
+                with server.lock:
+                    server.received.append(
+                        Received(
+                            method=self.command,
+                            path=parts.path,
+                            query=parse_qsl(parts.query, keep_blank_values=True),
+                            headers=dict(self.headers.items()),
+                            body=body,
+                            client_port=self.client_address[1],
+                        )
+                    )
+                    reply = server.replies.popleft() if server.replies else server.default
+                if reply.delay:
+                    time.sleep(reply.delay)
+                if reply.drop:
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                payload = reply.body.encode() if isinstance(reply.body, str) else reply.body
+                self.send_response(reply.status)
+                for key, value in reply.headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def url(self, path="/hook"):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def script(self, *replies):
+        with self.lock:
+            self.replies.extend(
+                r if isinstance(r, Reply) else Reply(status=r) for r in replies
+            )
+
+    def reset(self):
+        with self.lock:
+            self.replies.clear()
+            self.received.clear()
+            self.default = Reply()
+
+
+class BjApiSyncCase(TransactionCase):
+    """Base case: a scripted HTTP server per class and record factories."""
+
+    @classmethod
+    def _request_handler(cls, s, r, /, **kw):
+        # Let requests to our own test server through untouched: Odoo's handler
+        # would rewrite (connect, read) timeout tuples meant for these tests.
+        if urlsplit(r.url).hostname in ("127.0.0.1", "localhost"):
+            return _super_send(s, r, **kw)
+        return super()._request_handler(s, r, **kw)
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.server = ScriptedServer().start()
+        cls.addClassCleanup(cls.server.stop)
+        cls.method_post = cls.env.ref("bj_api_sync.http_method_post")
+        cls.method_get = cls.env.ref("bj_api_sync.http_method_get")
+        cls.partner_model = cls.env["ir.model"]._get("res.partner")
+        cls.Config = cls.env["bj.api.sync.config"]
+        cls.Log = cls.env["bj.api.log"]
+
+    def setUp(self):
+        super().setUp()
+        self.server.reset()
+
+    @classmethod
+    def make_config(cls, lines=(("name", "name", "plain"),), **values):
+        """Create an outbound config on res.partner posting to the test server."""
+        vals = {
+            "name": "Test config",
+            "request_type": "out",
+            "model_id": cls.partner_model.id,
+            "request_url": cls.server.url(),
+            "http_method_ids": [Command.set(cls.method_post.ids)],
+            "max_retries": 0,
+            "backoff_factor": 0.0,
+            "line_ids": [
+                Command.create(
+                    {
+                        "field_path": path,
+                        "api_key": key,
+                        "value_type": vtype,
+                        "sequence": index,
+                    }
+                )
+                for index, (path, key, vtype) in enumerate(lines)
+            ],
+        }
+        vals.update(values)
+        return cls.Config.create(vals)
+
+    @classmethod
+    def make_partners(cls, count, **values):
+        return cls.env["res.partner"].create(
+            [dict({"name": f"Partner {i:04d}"}, **values) for i in range(count)]
+        )
