@@ -324,6 +324,7 @@ class BjApiSyncConfig(models.Model):
         :raises ValidationError: with ``label`` and the line at fault
         """
         try:
+            ast.parse(code, mode="exec")
             rewritten = sandbox.rewrite_imports(code)
         except SyntaxError as error:
             raise ValidationError(

@@ -1,1 +1,3 @@
 from . import test_payload
+from . import test_send
+from . import test_bad_input

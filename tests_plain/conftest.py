@@ -29,6 +29,12 @@ if "bj_api_sync" not in sys.modules:
     _package.__package__ = "bj_api_sync"
     sys.modules["bj_api_sync"] = _package
 
+# pytest sees the repository root as a package (it has an __init__.py) and imports
+# it under the checkout folder's name before running the tests; that __init__.py
+# imports Odoo. Give pytest the synthetic package under that name instead.
+if REPO_ROOT.name.isidentifier() and REPO_ROOT.name not in sys.modules:
+    sys.modules[REPO_ROOT.name] = sys.modules["bj_api_sync"]
+
 
 @dataclass
 class Reply:
@@ -144,6 +150,23 @@ class ScriptedServer:
         self.stop_event.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+# pytest-odoo, when installed, adds autouse fixtures that load an Odoo registry
+# (and need a database); these tools tests need neither, so neutralize them here.
+@pytest.fixture(scope="session")
+def load_registry():
+    yield
+
+
+@pytest.fixture(scope="session")
+def load_http():
+    yield
+
+
+@pytest.fixture(scope="module")
+def enable_odoo_test_flag():
+    yield
 
 
 @pytest.fixture
