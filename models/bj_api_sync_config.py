@@ -370,8 +370,9 @@ class BjApiSyncConfig(models.Model):
 
     def copy_data(self, default=None):
         vals_list = super().copy_data(default=default)
-        for config, vals in zip(self, vals_list, strict=False):
-            vals.setdefault("name", self.env._("%s (copy)", config.name))
+        if "name" not in (default or {}):
+            for config, vals in zip(self, vals_list, strict=False):
+                vals["name"] = self.env._("%s (copy)", config.name)
         return vals_list
 
     # ------------------------------------------------------------------

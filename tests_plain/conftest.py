@@ -38,13 +38,17 @@ if REPO_ROOT.name.isidentifier() and REPO_ROOT.name not in sys.modules:
 
 @dataclass
 class Reply:
-    """One scripted answer: status, headers, body, delay, or drop the socket."""
+    """One scripted answer: status, headers, body, delay, or drop the socket.
+
+    ``body_delay`` sends the headers and half the body, then stalls that long.
+    """
 
     status: int = 200
     headers: dict = field(default_factory=dict)
     body: bytes | str = b""
     delay: float = 0.0
     drop: bool = False
+    body_delay: float = 0.0
 
 
 DROP = Reply(drop=True)
@@ -74,7 +78,9 @@ class ScriptedServer:
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def script(self, *replies):
         """Queue replies: ``Reply`` objects, status ints or ``"drop"``."""
@@ -127,6 +133,12 @@ class ScriptedServer:
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     if payload and self.command != "HEAD":
+                        if reply.body_delay:
+                            half = len(payload) // 2
+                            self.wfile.write(payload[:half])
+                            self.wfile.flush()
+                            server.stop_event.wait(reply.body_delay)
+                            payload = payload[half:]
                         self.wfile.write(payload)
                     self.wfile.flush()
                 except OSError:

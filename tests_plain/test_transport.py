@@ -1,5 +1,6 @@
 """tools/transport.py against real local HTTP servers (no mocking)."""
 
+import logging
 import shutil
 import socket
 import ssl
@@ -402,6 +403,27 @@ def test_read_timeout_after_retries_counts_attempts(scripted_server):
     assert result.outcome == "retryable"
     assert result.attempts == 2
     assert result.error.startswith("Read timed out")
+
+
+def test_read_timeout_while_reading_the_body(scripted_server):
+    scripted_server.script(Reply(200, {}, b"x" * 100, body_delay=2))
+    result = transport.send(make_request(scripted_server.url, read_timeout=0.3))
+    assert result.outcome == "retryable"
+    assert result.status_code == 200
+    assert result.error.startswith("HTTP 200, then read timed out after 0.3 s")
+    assert result.elapsed_ms < 1500
+
+
+def test_urllib3_retry_log_lines_are_redacted(scripted_server, caplog):
+    scripted_server.script("drop", 200)
+    with caplog.at_level(logging.DEBUG, logger="urllib3"):
+        result = transport.send(
+            make_request(scripted_server.url + "/p?api_key=SECRET123&q=1")
+        )
+    assert result.attempts == 2
+    assert "Retrying" in caplog.text
+    assert "SECRET123" not in caplog.text
+    assert "api_key=***" in caplog.text
 
 
 def _fill_backlog():

@@ -13,6 +13,7 @@ import codecs
 import email.utils
 import errno
 import http.client
+import logging
 import math
 import re
 import socket
@@ -99,6 +100,35 @@ class OutboundResult:
                 message, status_code=self.status_code, retry_after=self.retry_after
             )
         raise SyncError(message, status_code=self.status_code)
+
+
+class _RedactingFilter(logging.Filter):
+    """Masks secret query parameters in urllib3's own log lines.
+
+    urllib3 logs "Retrying ... after connection broken by ...: <path?query>" at
+    WARNING level (and the request line at DEBUG); the query may carry a token.
+    """
+
+    bj_api_sync = True
+
+    def filter(self, record):
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(
+                redact_url(arg) if isinstance(arg, str) and ("?" in arg or "@" in arg)
+                else arg
+                for arg in record.args
+            )
+        return True
+
+
+def _install_log_filter():
+    for name in ("urllib3.connectionpool", "urllib3.util.retry"):
+        logger = logging.getLogger(name)
+        if not any(getattr(f, "bj_api_sync", False) for f in logger.filters):
+            logger.addFilter(_RedactingFilter())
+
+
+_install_log_filter()
 
 
 # ----------------------------------------------------------------------------
