@@ -3,5 +3,9 @@ from . import bj_api_sync_header
 from . import bj_api_sync_param
 from . import bj_api_sync_config_line
 from . import bj_api_sync_config
+from . import bj_api_sync_config_outbox
+from . import bj_api_sync_delivery
 from . import bj_api_log
 from . import bj_api_sync_preview
+from . import bj_api_sync_automate
+from . import ir_actions_server

@@ -18,6 +18,10 @@ class BjApiLog(models.Model):
     config_id = fields.Many2one(
         "bj.api.sync.config", string="Configuration", index=True, ondelete="cascade"
     )
+    delivery_id = fields.Many2one(
+        "bj.api.sync.delivery", string="Delivery", index="btree_not_null",
+        ondelete="set null",
+    )
     company_id = fields.Many2one(related="config_id.company_id", store=True)
     res_model = fields.Char(string="Model", index=True)
     res_ids = fields.Char(string="Record IDs")

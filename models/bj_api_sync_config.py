@@ -382,6 +382,7 @@ class BjApiSyncConfig(models.Model):
     def action_send_now(self):
         """Send every record matching the domain now and report the outcome."""
         self.ensure_one()
+        self._check_sendable()
         records = self._get_matching_records()
         if not records:
             raise UserError(
@@ -391,6 +392,8 @@ class BjApiSyncConfig(models.Model):
                     name=self.name,
                 )
             )
+        if self.delivery_mode == "queued":
+            return self._action_send_now_queued()
         logs = self._make_outbound_http_request(records)
         failed = logs.filtered(lambda log: log.state == "error")
         message = self.env._(
@@ -823,6 +826,8 @@ class BjApiSyncConfig(models.Model):
                         params.append((name, "true" if value else "false"))
                     elif isinstance(value, (str, int, float)):
                         params.append((name, str(value)))
+        elif unit.get("body_text"):
+            body = unit["body_text"].encode()
         else:
             body = jsonenc.encode(unit["body"])
         return transport.OutboundRequest(
@@ -838,7 +843,9 @@ class BjApiSyncConfig(models.Model):
         )
 
     def _get_session(self):
-        key = (self.env.cr.dbname, self.id, str(self.write_date))
+        # Sessions carry no configuration (headers, timeouts and retries are set
+        # per call), so one per configuration and thread is enough.
+        key = (self.env.cr.dbname, self.id)
         return transport.DEFAULT_POOL.get(key)
 
     # ------------------------------------------------------------------

@@ -50,7 +50,7 @@ Odoo 19.0 is needed to install bj_api_sync and run its Odoo tests. Either:
     `python3 -c 'import odoo.release'`), e.g. by writing a .pth file naming the tree
     into python3's site-packages folder.
 PostgreSQL 13+ server binaries (initdb, pg_ctl) are needed too, or a server that answers
-on 127.0.0.1:${PGPORT:-5432}.
+on 127.0.0.1:5432 (or on port $PGPORT when set).
 EOF
 }
 
@@ -145,6 +145,16 @@ as_pg_owner() {
     fi
 }
 
+# The same for a command that leaves a daemon behind (pg_ctl start): the daemon must not
+# inherit our open descriptors (the lock below, callers' pipes), it would hold them for its
+# whole life. Python's subprocess closes every descriptor above 2.
+as_pg_owner_detached() {
+    local -a cmd=("$@")
+    [[ $(id -u) -ne 0 ]] || cmd=(runuser -u postgres -- "$@")
+    (cd / && "$PYTHON" -c 'import subprocess, sys
+sys.exit(subprocess.call(sys.argv[1:], stdin=subprocess.DEVNULL))' "${cmd[@]}")
+}
+
 # psql against the server on port $1 as role $2; never prompts for a password.
 bj_psql() {
     local port=$1 user=$2
@@ -201,8 +211,8 @@ EOF
         port=$((port + 1))
     done
     say "Starting the private PostgreSQL cluster on $BJ_DB_HOST:$port (log: $BJ_PGDATA/postgresql.log)"
-    if ! as_pg_owner "$pg_ctl" -D "$data" -l "$BJ_PGDATA/postgresql.log" -o "-p $port" \
-        -w -t 60 start >&2; then
+    if ! as_pg_owner_detached "$pg_ctl" -D "$data" -l "$BJ_PGDATA/postgresql.log" \
+        -o "-p $port" -w -t 60 start >&2; then
         tail -n 20 "$BJ_PGDATA/postgresql.log" >&2 || true
         die "could not start PostgreSQL from $data"
     fi
@@ -233,17 +243,21 @@ ensure_pg() {
     mkdir -p "$BJ_RUN_DIR"
     command -v pg_isready >/dev/null || die "pg_isready not found: install the PostgreSQL client"
     command -v psql >/dev/null || die "psql not found: install the PostgreSQL client"
-    # One starter at a time per checkout.
-    exec 9>"$BJ_RUN_DIR/pg.lock"
-    flock 9
     if pg_ready "$port"; then
         say "Reusing the PostgreSQL server on $BJ_DB_HOST:$port"
     else
-        port=$(start_private_cluster "$port")
-        pg_ready "$port" || die "PostgreSQL on $BJ_DB_HOST:$port does not answer"
+        # One starter at a time per checkout; the loser re-checks and reuses.
+        exec 9>"$BJ_RUN_DIR/pg-start.lock"
+        flock -w 120 9 || die "timed out waiting for $BJ_RUN_DIR/pg-start.lock"
+        if pg_ready "$port"; then
+            say "Reusing the PostgreSQL server on $BJ_DB_HOST:$port"
+        else
+            port=$(start_private_cluster "$port")
+            pg_ready "$port" || die "PostgreSQL on $BJ_DB_HOST:$port does not answer"
+        fi
+        exec 9>&-
     fi
     ensure_role "$port"
-    exec 9>&-
     printf '%s\n' "$port"
 }
 

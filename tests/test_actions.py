@@ -21,6 +21,7 @@ class TestActions(BjApiSyncCase):
         )
 
     def make_action_config(self, **values):
+        values.setdefault("delivery_mode", "immediate")
         return self.make_config(
             filter_domain="[('ref', '=', 'ACT-TEST')]",
             lines=[("name", "name", "plain"), ("email", "email", "plain")],

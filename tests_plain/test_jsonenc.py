@@ -10,7 +10,9 @@ from bj_api_sync.tools import jsonenc
 
 
 def test_dumps_is_compact_and_keeps_unicode():
-    assert jsonenc.dumps({"a": 1, "b": [1, 2], "c": "é€"}) == '{"a":1,"b":[1,2],"c":"é€"}'
+    assert (
+        jsonenc.dumps({"a": 1, "b": [1, 2], "c": "é€"}) == '{"a":1,"b":[1,2],"c":"é€"}'
+    )
     assert jsonenc.encode({"c": "é"}) == '{"c":"é"}'.encode()
     assert isinstance(jsonenc.encode([]), bytes)
 
@@ -45,7 +47,10 @@ def test_other_types():
         "bool": True,
         "other": "(1+2j)",
     }
-    assert json.loads(jsonenc.dumps({"mixed": {1, "a"}}))["mixed"] in ([1, "a"], ["a", 1])
+    assert json.loads(jsonenc.dumps({"mixed": {1, "a"}}))["mixed"] in (
+        [1, "a"],
+        ["a", 1],
+    )
 
 
 def test_dumps_pretty():

@@ -62,9 +62,17 @@ def test_plain_headers_are_kept(name):
 
 
 def test_redact_headers_copies_and_keeps_empty_values():
-    headers = {"Authorization": "Basic abc", "Accept": "application/json", "X-Token": ""}
+    headers = {
+        "Authorization": "Basic abc",
+        "Accept": "application/json",
+        "X-Token": "",
+    }
     result = redact_headers(headers)
-    assert result == {"Authorization": "***", "Accept": "application/json", "X-Token": ""}
+    assert result == {
+        "Authorization": "***",
+        "Accept": "application/json",
+        "X-Token": "",
+    }
     assert headers["Authorization"] == "Basic abc"
     assert redact_headers(None) == {}
     assert redact.is_secret_header("X-Api-Key")
@@ -76,7 +84,10 @@ def test_redact_headers_copies_and_keeps_empty_values():
     [
         ("https://api.example.com/v1/x", "https://api.example.com/v1/x"),
         ("https://user:pass@api.example.com/v1", "https://***@api.example.com/v1"),
-        ("https://token@api.example.com:8443/v1", "https://***@api.example.com:8443/v1"),
+        (
+            "https://token@api.example.com:8443/v1",
+            "https://***@api.example.com:8443/v1",
+        ),
         (
             "https://h/p?api_key=abc&q=shoes&access_token=t0k",
             "https://h/p?api_key=***&q=shoes&access_token=***",

@@ -45,7 +45,11 @@ def redact_headers(headers):
     if not headers:
         return {}
     return {
-        key: (REDACTED if value not in (None, "", b"") and is_secret_header(key) else value)
+        key: (
+            REDACTED
+            if value not in (None, "", b"") and is_secret_header(key)
+            else value
+        )
         for key, value in dict(headers).items()
     }
 

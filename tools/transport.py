@@ -23,7 +23,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -52,7 +52,9 @@ SUCCESS = "success"
 RETRYABLE = "retryable"
 PERMANENT = "permanent"
 
-_PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\}")
+_PLACEHOLDER_RE = re.compile(
+    r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\}"
+)
 
 
 @dataclass
@@ -114,7 +116,8 @@ class _RedactingFilter(logging.Filter):
     def filter(self, record):
         if isinstance(record.args, tuple) and record.args:
             record.args = tuple(
-                redact_url(arg) if isinstance(arg, str) and ("?" in arg or "@" in arg)
+                redact_url(arg)
+                if isinstance(arg, str) and ("?" in arg or "@" in arg)
                 else arg
                 for arg in record.args
             )
@@ -247,7 +250,10 @@ def render_url(template, values):
 
 
 def validate_url(url):
-    """Error message if ``url`` is not an absolute http(s) URL with a host, else None."""
+    """Error message if ``url`` is not an absolute http(s) URL with a host.
+
+    Returns None for a valid URL.
+    """
     if not url or not str(url).strip():
         return "The URL is empty."
     url = str(url).strip()
@@ -513,7 +519,17 @@ def _host_port(url):
 
 
 def _describe_exception(exc, request, url):
-    """``(outcome, message)`` for an exception raised while sending."""
+    """``(outcome, message)`` for an exception raised while sending.
+
+    Messages never show the full URL unmasked (it may carry a token).
+    """
+    outcome, message = _classify_exception(exc, request, url)
+    if url and isinstance(url, str):
+        message = message.replace(url, redact_url(url))
+    return outcome, message
+
+
+def _classify_exception(exc, request, url):
     where = _host_port(url)
     chain = list(_exception_chain(exc))
 
@@ -552,7 +568,10 @@ def _describe_exception(exc, request, url):
             requests.exceptions.URLRequired,
         ),
     ):
-        return PERMANENT, f"Invalid URL {redact_url(url)!r}: {_short(exc)}"
+        text = _short(exc)
+        return PERMANENT, text if text.startswith(
+            "Invalid URL"
+        ) else f"Invalid URL: {text}"
     if isinstance(exc, requests.exceptions.InvalidHeader):
         return PERMANENT, f"Invalid header: {_short(exc)}"
     if isinstance(exc, requests.exceptions.TooManyRedirects):
@@ -560,9 +579,11 @@ def _describe_exception(exc, request, url):
     if isinstance(exc, requests.exceptions.ProxyError):
         return RETRYABLE, f"Proxy error: {_short(exc)}"
     if isinstance(exc, (requests.exceptions.RequestException, Urllib3HTTPError)):
-        if has(ConnectionRefusedError) or any(
-            getattr(err, "errno", None) == errno.ECONNREFUSED for err in chain
-        ) or text_has("Connection refused", "[Errno 111]"):
+        if (
+            has(ConnectionRefusedError)
+            or any(getattr(err, "errno", None) == errno.ECONNREFUSED for err in chain)
+            or text_has("Connection refused", "[Errno 111]")
+        ):
             return RETRYABLE, f"Connection refused ({where})"
         if has(socket.gaierror) or text_has(
             "Name or service not known",
@@ -658,7 +679,7 @@ def send(request, session=None):
             outcome=outcome,
             error=message,
             retry_after=None,
-            url=url,
+            url=url or "",
             location=None,
         )
     finally:

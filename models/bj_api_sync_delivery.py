@@ -1,0 +1,345 @@
+import json
+import logging
+import random
+from datetime import timedelta
+
+import psycopg2.errors
+
+from odoo import api, fields, models
+from odoo.exceptions import UserError
+from odoo.tools import SQL
+
+from ..tools import jsonenc, transport
+
+_logger = logging.getLogger(__name__)
+
+#: Retry schedule of queued deliveries (SPEC §6).
+RETRY_BASE_SECONDS = 30
+RETRY_MAX_SECONDS = 6 * 3600
+RETRY_JITTER = 0.2
+RETRY_AFTER_MAX_SECONDS = 24 * 3600
+
+OPEN_STATES = ("pending", "retrying")
+CLOSED_STATES = ("done", "dead", "cancelled")
+
+
+def retry_delay(attempt, retry_after=None, rng=random):
+    """Seconds to wait before attempt ``attempt + 1`` of a queued delivery.
+
+    ``min(6 h, 30 s × 2^(attempt−1)) ± 20 %``, or the server's Retry-After when
+    larger (capped at 24 h).
+    """
+    base = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(attempt - 1, 0))
+    delay = base * (1 + rng.uniform(-RETRY_JITTER, RETRY_JITTER))
+    if retry_after:
+        delay = max(delay, min(float(retry_after), RETRY_AFTER_MAX_SECONDS))
+    return delay
+
+
+class BjApiSyncDelivery(models.Model):
+    _name = "bj.api.sync.delivery"
+    _description = "BJ API Delivery (outbox)"
+    _order = "id desc"
+    _rec_name = "idempotency_key"
+
+    config_id = fields.Many2one(
+        "bj.api.sync.config",
+        string="Configuration",
+        required=True,
+        index=True,
+        ondelete="cascade",
+    )
+    company_id = fields.Many2one(related="config_id.company_id", store=True)
+    res_model = fields.Char(string="Model", required=True)
+    res_ids = fields.Char(string="Record IDs")
+    res_id = fields.Integer(
+        string="Record ID",
+        help="Set when the delivery carries one record: deliveries of the same "
+        "record and configuration are sent in order.",
+    )
+    event = fields.Selection(
+        [
+            ("manual", "Manual"),
+            ("create", "Create"),
+            ("write", "Update"),
+            ("unlink", "Delete"),
+            ("cron", "Scheduled"),
+        ],
+        required=True,
+        default="manual",
+        index=True,
+    )
+    payload = fields.Text(help="JSON body snapshot, built when the event happened.")
+    request_url = fields.Char(string="URL")
+    state = fields.Selection(
+        [
+            ("pending", "Pending"),
+            ("retrying", "Retrying"),
+            ("done", "Done"),
+            ("dead", "Dead"),
+            ("cancelled", "Cancelled"),
+        ],
+        required=True,
+        default="pending",
+        index=True,
+    )
+    attempt_count = fields.Integer(string="Attempts")
+    next_attempt_at = fields.Datetime(
+        string="Next Attempt", default=fields.Datetime.now, index=True
+    )
+    last_status_code = fields.Integer(string="Last Status")
+    last_error = fields.Text()
+    idempotency_key = fields.Char(required=True, index=True, readonly=True, copy=False)
+    log_ids = fields.One2many("bj.api.log", "delivery_id", string="Logs")
+    log_count = fields.Integer(compute="_compute_log_count")
+    done_at = fields.Datetime(string="Delivered At")
+
+    _due_index = models.Index("(state, next_attempt_at) WHERE state IN ('pending', 'retrying')")
+    _order_index = models.Index("(config_id, res_id, id) WHERE state IN ('pending', 'retrying')")
+
+    def _compute_log_count(self):
+        counts = dict(
+            self.env["bj.api.log"]._read_group(
+                [("delivery_id", "in", self.ids)], ["delivery_id"], ["__count"]
+            )
+        )
+        for delivery in self:
+            delivery.log_count = counts.get(delivery, 0)
+
+    # ------------------------------------------------------------------
+    # Actions
+    # ------------------------------------------------------------------
+
+    def action_retry(self):
+        """Send again from the first attempt (dead, cancelled or waiting rows)."""
+        todo = self.filtered(lambda d: d.state != "done")
+        if not todo:
+            raise UserError(self.env._("Delivered rows cannot be retried."))
+        todo.filtered(lambda d: not d.payload)._rebuild_payload()
+        todo.write(
+            {
+                "state": "pending",
+                "attempt_count": 0,
+                "next_attempt_at": fields.Datetime.now(),
+                "last_error": False,
+            }
+        )
+        self._trigger_cron()
+        return True
+
+    def action_cancel(self):
+        """Stop sending these rows; they stay for the record."""
+        todo = self.filtered(lambda d: d.state in ("pending", "retrying", "dead"))
+        if not todo:
+            raise UserError(self.env._("Only waiting or dead deliveries can be cancelled."))
+        todo.write({"state": "cancelled", "next_attempt_at": False})
+        return True
+
+    def _rebuild_payload(self):
+        """Build again the body of rows whose build failed when queued."""
+        for delivery in self:
+            unit = delivery._prepare_unit()
+            records = unit["records"].exists()
+            if not records:
+                continue
+            units = list(delivery.config_id.sudo()._prepare_units(records))
+            if len(units) == 1 and not units[0].get("error"):
+                delivery.write(
+                    {
+                        "payload": jsonenc.dumps(units[0]["body"]),
+                        "request_url": units[0]["url"],
+                    }
+                )
+            elif units and units[0].get("error"):
+                delivery.last_error = units[0]["error"]
+
+    def action_view_logs(self):
+        """Open the HTTP exchanges of this delivery."""
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "bj_api_sync.bj_api_log_action"
+        )
+        action["domain"] = [("delivery_id", "in", self.ids)]
+        return action
+
+    # ------------------------------------------------------------------
+    # Queue
+    # ------------------------------------------------------------------
+
+    @api.model
+    def _trigger_cron(self):
+        cron = self.env.ref("bj_api_sync.ir_cron_send_deliveries", raise_if_not_found=False)
+        if cron:
+            cron.sudo()._trigger()
+
+    @api.model
+    def _claim_next(self):
+        """Lock and return the next due delivery, or an empty recordset.
+
+        A row is due when it waits (pending/retrying), its time has come, its
+        configuration is active (or paused with a probe due), and no older row of
+        the same configuration and record is still waiting. Rows locked by
+        another worker are skipped.
+        """
+        # The claim reads the tables directly: write pending ORM changes first.
+        self.env["bj.api.sync.config"].flush_model()
+        self.flush_model()
+        query = SQL(
+            """
+            SELECT d.id
+              FROM bj_api_sync_delivery d
+              JOIN bj_api_sync_config c ON c.id = d.config_id
+             WHERE d.state IN ('pending', 'retrying')
+               AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= %(now)s)
+               AND c.active
+               AND (c.sync_state = 'active'
+                    OR (c.sync_state = 'paused' AND c.next_probe_at <= %(now)s))
+               AND NOT EXISTS (
+                    SELECT 1 FROM bj_api_sync_delivery o
+                     WHERE o.config_id = d.config_id
+                       AND o.res_id = d.res_id
+                       AND o.id < d.id
+                       AND o.state IN ('pending', 'retrying'))
+             ORDER BY d.id
+             LIMIT 1
+               FOR NO KEY UPDATE OF d SKIP LOCKED
+            """,
+            now=fields.Datetime.now(),
+        )
+        rows = self.env.execute_query(query)
+        if not rows:
+            return self.browse()
+        delivery = self.browse(rows[0][0])
+        delivery.invalidate_recordset()
+        return delivery
+
+    @api.model
+    def _count_due(self):
+        return self.search_count(
+            [
+                ("state", "in", OPEN_STATES),
+                ("next_attempt_at", "<=", fields.Datetime.now()),
+            ]
+        )
+
+    @api.model
+    def _cron_send_deliveries(self, limit=None):
+        """Delivery cron: send due rows one by one, committing after each."""
+        cron = self.env["ir.cron"]
+        remaining = self._count_due()
+        cron._commit_progress(remaining=remaining)
+        done = 0
+        while limit is None or done < limit:
+            try:
+                sent = self._process_one()
+            except (
+                psycopg2.errors.SerializationFailure,
+                psycopg2.errors.LockNotAvailable,
+            ):
+                # Another worker changed the row we were about to claim.
+                self.env.cr.rollback()
+                continue
+            if not sent:
+                break
+            done += 1
+            remaining = max(remaining - 1, 0)
+            if not cron._commit_progress(1, remaining=remaining):
+                break
+        return done
+
+    @api.model
+    def _process_one(self):
+        """Claim and send one due delivery; return it (empty when none is due)."""
+        delivery = self._claim_next()
+        if delivery and not delivery._send():
+            return self.browse()
+        return delivery
+
+    @api.model
+    def _process_due(self, limit=100):
+        """Send due rows in the current transaction (tests, shell); no commit."""
+        sent = self.browse()
+        for _i in range(limit):
+            delivery = self._process_one()
+            if not delivery:
+                break
+            sent |= delivery
+        return sent
+
+    # ------------------------------------------------------------------
+    # Sending one row
+    # ------------------------------------------------------------------
+
+    def _prepare_unit(self):
+        self.ensure_one()
+        records = self.env[self.res_model].browse(
+            [int(i) for i in (self.res_ids or "").split(",") if i]
+        )
+        return {
+            "records": records,
+            "body": json.loads(self.payload) if self.payload else None,
+            "body_text": self.payload,
+            "url": self.request_url,
+            "idempotency_key": self.idempotency_key,
+        }
+
+    def _send(self):
+        """Send this delivery once and move it along its states."""
+        self.ensure_one()
+        config = self.config_id
+        probing = config.sync_state == "paused"
+        if probing and not config._schedule_next_probe():
+            return False  # another worker is probing this configuration
+        if not self.payload:
+            self._mark_failed(
+                "permanent", self.last_error or self.env._("No payload to send."), None
+            )
+            return True
+        unit = self._prepare_unit()
+        request = config._prepare_request(unit)
+        result = transport.send(request, session=config._get_session())
+        values = config._prepare_log_values(unit, request, result)
+        values["delivery_id"] = self.id
+        self.env["bj.api.log"].sudo().create(values)
+        if result.outcome == "success":
+            self.write(
+                {
+                    "state": "done",
+                    "attempt_count": self.attempt_count + 1,
+                    "done_at": fields.Datetime.now(),
+                    "last_status_code": result.status_code,
+                    "last_error": False,
+                    "next_attempt_at": False,
+                }
+            )
+            if probing:
+                config._resume(self.env._("A probe delivery succeeded."))
+            return True
+        self._mark_failed(
+            result.outcome, values.get("error_message"), result, probing=probing
+        )
+        if result.outcome == "retryable":
+            config._check_circuit_breaker()
+        return True
+
+    def _mark_failed(self, outcome, error, result, probing=False):
+        self.ensure_one()
+        # A probe sent while the configuration is paused does not use up attempts.
+        attempts = self.attempt_count + (0 if probing else 1)
+        values = {
+            "attempt_count": attempts,
+            "last_error": error,
+            "last_status_code": (result and result.status_code) or 0,
+        }
+        if outcome == "retryable" and probing:
+            # Stay first in line: the configuration's probe cooldown spaces the
+            # next try, and the backlog keeps its order once resumed.
+            values["state"] = "retrying"
+        elif outcome == "retryable" and attempts < self.config_id.max_attempts:
+            delay = retry_delay(max(attempts, 1), result and result.retry_after)
+            values.update(
+                state="retrying",
+                next_attempt_at=fields.Datetime.now() + timedelta(seconds=delay),
+            )
+        else:
+            values.update(state="dead", next_attempt_at=False)
+        self.write(values)

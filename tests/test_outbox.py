@@ -1,0 +1,462 @@
+import json
+import random
+from datetime import timedelta
+
+from odoo import Command, fields
+from odoo.tests import tagged
+
+from ..models.bj_api_sync_delivery import retry_delay
+from .common import BjApiSyncCase, Reply
+
+OUTBOX_LOGGER = "odoo.addons.bj_api_sync.models.bj_api_sync_config_outbox"
+
+
+@tagged("post_install", "-at_install")
+class TestOutbox(BjApiSyncCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.Delivery = cls.env["bj.api.sync.delivery"]
+        cls.cron = cls.env.ref("bj_api_sync.ir_cron_send_deliveries")
+        cls.partner = cls.env["res.partner"].create({"name": "Queued", "ref": "Q-1"})
+
+    def commit_hooks(self):
+        """Run what a commit would run before COMMIT (pre-commit hooks)."""
+        self.env.cr.flush()
+
+    def deliveries(self, config):
+        return self.Delivery.search([("config_id", "=", config.id)], order="id")
+
+    def make_due(self, deliveries):
+        deliveries.write({"next_attempt_at": fields.Datetime.now() - timedelta(seconds=1)})
+
+    # -- enqueue ----------------------------------------------------------
+
+    def test_enqueue_creates_pending_rows_and_wakes_cron(self):
+        config = self.make_config(lines=[("name", "name", "plain"), ("ref", "ref", "plain")])
+        triggers_before = self.env["ir.cron.trigger"].search_count(
+            [("cron_id", "=", self.cron.id)]
+        )
+        rows = config._enqueue(self.partner, "manual")
+        self.assertEqual(len(rows), 1)
+        self.assertEqual(rows.state, "pending")
+        self.assertEqual(rows.event, "manual")
+        self.assertEqual(rows.res_id, self.partner.id)
+        self.assertEqual(json.loads(rows.payload), {"name": "Queued", "ref": "Q-1"})
+        self.assertTrue(rows.idempotency_key)
+        self.assertFalse(self.server.received, "nothing is sent before commit")
+        triggers = self.env["ir.cron.trigger"].search_count([("cron_id", "=", self.cron.id)])
+        self.assertEqual(triggers, triggers_before + 1)
+        # A second enqueue in the same transaction does not add another wake-up.
+        config._enqueue(self.partner, "manual")
+        self.assertEqual(
+            self.env["ir.cron.trigger"].search_count([("cron_id", "=", self.cron.id)]),
+            triggers_before + 1,
+        )
+
+    def test_send_due_delivery(self):
+        config = self.make_config()
+        row = config._enqueue(self.partner, "manual")
+        sent = self.Delivery._process_due()
+        self.assertEqual(sent, row)
+        self.assertEqual(row.state, "done")
+        self.assertEqual(row.attempt_count, 1)
+        self.assertTrue(row.done_at)
+        self.assertEqual(row.last_status_code, 200)
+        self.assertEqual(len(row.log_ids), 1)
+        self.assertEqual(row.log_ids.idempotency_key, row.idempotency_key)
+        self.assertEqual(
+            self.server.received[0].headers["Idempotency-Key"], row.idempotency_key
+        )
+        self.assertFalse(self.Delivery._process_due(), "nothing left")
+
+    def test_rollback_leaves_nothing(self):
+        config = self.make_config()
+        before = self.Delivery.search_count([])
+        try:
+            with self.env.cr.savepoint():
+                config._enqueue(self.partner, "manual")
+                self.assertEqual(self.Delivery.search_count([]), before + 1)
+                raise RuntimeError("rollback")
+        except RuntimeError:
+            pass
+        self.assertEqual(self.Delivery.search_count([]), before)
+        self.assertFalse(self.Delivery._process_due())
+        self.assertFalse(self.server.received)
+
+    def test_domain_is_applied_at_enqueue(self):
+        config = self.make_config(filter_domain="[('ref', '=', 'OTHER')]")
+        self.assertFalse(config._enqueue(self.partner, "manual"))
+
+    def test_build_error_is_kept_as_dead_row(self):
+        config = self.make_config(python_script="result = 1 / 0")
+        row = config._enqueue(self.partner, "manual")
+        self.assertEqual(row.state, "dead")
+        self.assertIn("Python Script failed", row.last_error)
+        # Fix the script, retry: the payload is rebuilt and sent.
+        config.python_script = False
+        row.action_retry()
+        self.Delivery._process_due()
+        self.assertEqual(row.state, "done")
+        self.assertEqual(self.server.received[0].json(), {"name": "Queued"})
+
+    def test_paginated_enqueue_makes_page_rows(self):
+        partners = self.make_partners(5)
+        config = self.make_config(is_paginated=True, page_size=2)
+        rows = config._enqueue(partners, "manual")
+        self.assertEqual(len(rows), 3)
+        self.assertEqual([len(json.loads(r.payload)) for r in rows], [2, 2, 1])
+        self.Delivery._process_due()
+        self.assertEqual(set(rows.mapped("state")), {"done"})
+
+    # -- retries ----------------------------------------------------------
+
+    def test_retry_delay_schedule_and_jitter_bounds(self):
+        rng = random.Random(7)
+        for attempt, base in ((1, 30), (2, 60), (3, 120), (9, 7680), (11, 6 * 3600), (30, 6 * 3600)):
+            delays = [retry_delay(attempt, rng=rng) for _i in range(200)]
+            self.assertGreaterEqual(min(delays), base * 0.8)
+            self.assertLessEqual(max(delays), base * 1.2)
+            self.assertGreater(max(delays) - min(delays), base * 0.2, "jitter is applied")
+        self.assertEqual(retry_delay(1, retry_after=300, rng=rng), 300)
+        self.assertEqual(retry_delay(1, retry_after=10**9, rng=rng), 24 * 3600)
+
+    def test_retryable_failure_schedules_retry(self):
+        self.server.script(503)
+        config = self.make_config()
+        row = config._enqueue(self.partner, "manual")
+        start = fields.Datetime.now()
+        self.Delivery._process_due()
+        self.assertEqual(row.state, "retrying")
+        self.assertEqual(row.attempt_count, 1)
+        self.assertEqual(row.last_status_code, 503)
+        wait = (row.next_attempt_at - start).total_seconds()
+        self.assertGreaterEqual(wait, 23)
+        self.assertLessEqual(wait, 38)
+        self.assertFalse(self.Delivery._process_due(), "not due yet")
+        self.make_due(row)
+        self.Delivery._process_due()
+        self.assertEqual(row.state, "done")
+        self.assertEqual(row.attempt_count, 2)
+        keys = {r.headers["Idempotency-Key"] for r in self.server.received}
+        self.assertEqual(keys, {row.idempotency_key})
+        self.assertEqual(len(row.log_ids), 2)
+
+    def test_retry_after_sets_next_attempt(self):
+        self.server.script(Reply(429, headers={"Retry-After": "600"}))
+        config = self.make_config()
+        row = config._enqueue(self.partner, "manual")
+        start = fields.Datetime.now()
+        self.Delivery._process_due()
+        self.assertEqual(row.state, "retrying")
+        wait = (row.next_attempt_at - start).total_seconds()
+        self.assertGreaterEqual(wait, 599)
+        self.assertLessEqual(wait, 602)
+
+    def test_max_attempts_then_dead(self):
+        self.server.default = Reply(500)
+        config = self.make_config(max_attempts=3)
+        row = config._enqueue(self.partner, "manual")
+        for _i in range(3):
+            self.make_due(row)
+            self.Delivery._process_due()
+        self.assertEqual(row.state, "dead")
+        self.assertEqual(row.attempt_count, 3)
+        self.assertFalse(row.next_attempt_at)
+
+    def test_permanent_failure_dead_then_retry(self):
+        self.server.script(400)
+        config = self.make_config()
+        row = config._enqueue(self.partner, "manual")
+        self.Delivery._process_due()
+        self.assertEqual(row.state, "dead")
+        self.assertEqual(row.attempt_count, 1)
+        self.assertEqual(len(self.server.received), 1)
+        row.action_retry()
+        self.assertEqual(row.state, "pending")
+        self.assertEqual(row.attempt_count, 0)
+        self.Delivery._process_due()
+        self.assertEqual(row.state, "done")
+        self.assertEqual(
+            {r.headers["Idempotency-Key"] for r in self.server.received},
+            {row.idempotency_key},
+        )
+
+    def test_cancel_and_list_actions(self):
+        config = self.make_config()
+        rows = config._enqueue(self.make_partners(3), "manual")
+        rows[:2].action_cancel()
+        self.assertEqual(rows.mapped("state"), ["cancelled", "cancelled", "pending"])
+        self.Delivery._process_due()
+        self.assertEqual(len(self.server.received), 1)
+        rows.action_retry()  # the list action, on several rows
+        self.assertEqual(set(rows[:2].mapped("state")), {"pending"})
+        self.Delivery._process_due()
+        self.assertEqual(set(rows.mapped("state")), {"done"})
+        with self.assertRaises(Exception):
+            rows.action_cancel()
+        list_action = self.env.ref("bj_api_sync.bj_api_sync_delivery_action_retry")
+        self.assertEqual(list_action.binding_model_id.model, "bj.api.sync.delivery")
+
+    def test_per_record_order(self):
+        config = self.make_config()
+        self.server.script(503)
+        first = config._enqueue(self.partner, "manual")
+        self.Delivery._process_due()
+        self.assertEqual(first.state, "retrying")
+        self.partner.name = "Queued v2"
+        second = config._enqueue(self.partner, "manual")
+        other = config._enqueue(self.make_partners(1), "manual")
+        sent = self.Delivery._process_due()
+        self.assertEqual(sent, other, "the newer row of the same record waits")
+        self.assertEqual(second.state, "pending")
+        self.make_due(first)
+        sent = self.Delivery._process_due()
+        self.assertEqual(sent, first | second)
+        names = [r.json()["name"] for r in self.server.received]
+        self.assertEqual(names, ["Queued", "Partner 0000", "Queued", "Queued v2"])
+
+    # -- create / write / delete events ------------------------------------
+
+    def automate(self, config, *triggers):
+        wizard = self.env["bj.api.sync.automate"].create(
+            {
+                "config_id": config.id,
+                "on_create": "on_create" in triggers,
+                "on_create_or_write": "on_create_or_write" in triggers,
+                "on_unlink": "on_unlink" in triggers,
+            }
+        )
+        wizard.action_create_automations()
+        return config.automation_ids
+
+    def test_automate_button_creates_rules(self):
+        config = self.make_config(filter_domain="[('ref', '=', 'AUTO')]")
+        automations = self.automate(config, "on_create", "on_unlink")
+        self.assertEqual(
+            sorted(automations.mapped("trigger")), ["on_create", "on_unlink"]
+        )
+        self.assertEqual(config.automation_count, 2)
+        action = automations.action_server_ids
+        self.assertEqual(set(action.mapped("state")), {"bj_api_sync"})
+        self.assertEqual(action.bj_api_sync_config_id, config)
+        # Running it twice does not duplicate rules.
+        self.automate(config, "on_create")
+        self.assertEqual(config.automation_count, 2)
+
+    def test_create_then_writes_give_one_delivery_with_final_values(self):
+        config = self.make_config(
+            filter_domain="[('ref', '=', 'AUTO')]",
+            lines=[("name", "name", "plain"), ("email", "email", "plain")],
+        )
+        self.automate(config, "on_create_or_write")
+        partner = self.env["res.partner"].create({"name": "v1", "ref": "AUTO"})
+        partner.name = "v2"
+        partner.write({"name": "v3", "email": "final@example.com"})
+        partner.email = "final2@example.com"
+        self.commit_hooks()
+        rows = self.deliveries(config)
+        self.assertEqual(len(rows), 1)
+        self.assertEqual(rows.event, "create")
+        self.assertEqual(
+            json.loads(rows.payload), {"name": "v3", "email": "final2@example.com"}
+        )
+        # A later transaction's update is a write event.
+        self.env.cr.postcommit.data.clear()  # what COMMIT would do
+        # ...and a later transaction has a later timestamp than the creation.
+        self.env.cr.execute(
+            "UPDATE res_partner SET create_date = create_date - interval '1 minute' "
+            "WHERE id = %s",
+            (partner.id,),
+        )
+        partner.invalidate_recordset(["create_date"])
+        partner.name = "v4"
+        self.commit_hooks()
+        rows = self.deliveries(config)
+        self.assertEqual(rows.mapped("event"), ["create", "write"])
+
+    def test_savepoint_flush_still_coalesces(self):
+        config = self.make_config(filter_domain="[('ref', '=', 'AUTO')]")
+        self.automate(config, "on_create_or_write")
+        partner = self.env["res.partner"].create({"name": "s1", "ref": "AUTO"})
+        with self.env.cr.savepoint():  # flushes and runs the pre-commit hook
+            partner.name = "s2"
+        partner.name = "s3"
+        self.commit_hooks()
+        rows = self.deliveries(config)
+        self.assertEqual(len(rows), 1)
+        self.assertEqual(json.loads(rows.payload), {"name": "s3"})
+
+    def test_delete_sends_last_values(self):
+        config = self.make_config(
+            filter_domain="[('ref', '=', 'AUTO')]",
+            lines=[("id", "id", "plain"), ("name", "name", "plain")],
+        )
+        self.automate(config, "on_create", "on_unlink")
+        partner = self.env["res.partner"].create({"name": "Gone", "ref": "AUTO"})
+        partner_id = partner.id
+        partner.name = "Gone for good"
+        partner.unlink()
+        self.commit_hooks()
+        rows = self.deliveries(config)
+        self.assertEqual(rows.mapped("event"), ["unlink"])
+        self.assertEqual(json.loads(rows.payload), {"id": partner_id, "name": "Gone for good"})
+        self.Delivery._process_due()
+        self.assertEqual(rows.state, "done")
+        self.assertEqual(self.server.received[0].json()["id"], partner_id)
+
+    def test_immediate_mode_sends_in_trigger(self):
+        config = self.make_config(
+            filter_domain="[('ref', '=', 'AUTO')]", delivery_mode="immediate"
+        )
+        self.automate(config, "on_create")
+        self.env["res.partner"].create({"name": "Now", "ref": "AUTO"})
+        self.assertEqual(len(self.server.received), 1)
+        self.assertFalse(self.deliveries(config))
+
+    def test_send_now_queued(self):
+        config = self.make_config(filter_domain="[('ref', '=', 'Q-1')]")
+        action = config.action_send_now()
+        self.assertIn("1 deliveries queued", action["params"]["message"])
+        self.assertFalse(self.server.received)
+        self.assertEqual(len(self.deliveries(config)), 1)
+        self.assertEqual(config.delivery_count, 1)
+        self.assertIn("1 pending", config.delivery_stats)
+
+    # -- server action, scheduled sync, action menu ------------------------
+
+    def test_server_action_with_and_without_records(self):
+        config = self.make_config(filter_domain="[('ref', 'in', ('SA', 'Q-1'))]")
+        action = self.env["ir.actions.server"].create(
+            {
+                "name": "Sync",
+                "model_id": self.partner_model.id,
+                "state": "bj_api_sync",
+                "bj_api_sync_config_id": config.id,
+            }
+        )
+        sa = self.make_partners(3, ref="SA")
+        action.with_context(active_model="res.partner", active_ids=sa[:1].ids).run()
+        rows = self.deliveries(config)
+        self.assertEqual(rows.mapped("res_id"), sa[:1].ids)
+        self.assertEqual(rows.event, "manual")
+        action.with_context(active_model=False, active_ids=False).run()
+        rows = self.deliveries(config)
+        self.assertEqual(len(rows), 5, "1 + every matching record (3 SA + Q-1)")
+        self.assertEqual(set(rows[1:].mapped("event")), {"cron"})
+
+    def test_server_action_model_mismatch_refused(self):
+        config = self.make_config()
+        with self.assertRaises(Exception) as caught:
+            self.env["ir.actions.server"].create(
+                {
+                    "name": "Wrong",
+                    "model_id": self.env["ir.model"]._get("res.users").id,
+                    "state": "bj_api_sync",
+                    "bj_api_sync_config_id": config.id,
+                }
+            )
+        self.assertIn("maps res.partner", str(caught.exception))
+
+    def test_scheduled_sync_watermark(self):
+        partners = self.make_partners(3, ref="CRON")
+        config = self.make_config(
+            filter_domain="[('ref', '=', 'CRON')]",
+            sync_interval_number=2,
+            sync_interval_type="hours",
+            sync_mode="changed",
+        )
+        cron = config.cron_id
+        self.assertTrue(cron.active)
+        self.assertEqual(cron.interval_number, 2)
+        self.assertEqual(cron.state, "bj_api_sync")
+        self.assertEqual(cron.model_id, self.partner_model)
+        cron.ir_actions_server_id.run()
+        self.assertEqual(len(self.deliveries(config)), 3)
+        self.assertTrue(config.last_sync_at)
+        # Only records written after the watermark go next time.
+        config.last_sync_at = fields.Datetime.now() - timedelta(minutes=5)
+        self.env.cr.execute(
+            "UPDATE res_partner SET write_date = %s WHERE id IN %s",
+            (fields.Datetime.now() - timedelta(hours=1), tuple(partners[1:].ids)),
+        )
+        self.env.invalidate_all()
+        cron.ir_actions_server_id.run()
+        rows = self.deliveries(config)
+        self.assertEqual(len(rows), 4)
+        self.assertEqual(rows[-1].res_id, partners[0].id)
+        # Turning the interval off deactivates the scheduled action.
+        config.sync_interval_number = 0
+        self.assertFalse(cron.active)
+
+    def test_scheduled_sync_watermark_not_advanced_on_failure(self):
+        self.make_partners(2, ref="CRONX")
+        config = self.make_config(
+            filter_domain="[('ref', '=', 'CRONX')]",
+            sync_interval_number=1,
+            delivery_mode="immediate",
+        )
+        self.server.script(500)
+        config.cron_id.ir_actions_server_id.run()
+        self.assertFalse(config.last_sync_at)
+        config.cron_id.ir_actions_server_id.run()
+        self.assertTrue(config.last_sync_at)
+
+    def test_action_menu_binding(self):
+        config = self.make_config(name="CRM", binding_model=True)
+        action = config.binding_action_id
+        self.assertEqual(action.name, "Send to CRM")
+        self.assertEqual(action.binding_model_id, self.partner_model)
+        action.with_context(active_model="res.partner", active_ids=self.partner.ids).run()
+        self.assertEqual(self.deliveries(config).res_id, self.partner.id)
+        config.binding_model = False
+        self.assertFalse(action.binding_model_id)
+
+    # -- circuit breaker -----------------------------------------------------
+
+    def test_circuit_breaker_pauses_probes_and_resumes(self):
+        self.server.default = Reply(503)
+        config = self.make_config(circuit_threshold=3, max_attempts=50)
+        partners = self.make_partners(4)
+        rows = config._enqueue(partners, "manual")
+        with self.assertLogs(OUTBOX_LOGGER, "WARNING") as logged:
+            self.Delivery._process_due()
+        self.assertIn("paused: 3 consecutive delivery attempts failed", logged.output[0])
+        self.assertEqual(config.sync_state, "paused")
+        self.assertEqual(len(self.server.received), 3, "the 4th row waits")
+        message = config.message_ids.filtered(lambda m: "paused" in (m.subject or ""))
+        self.assertTrue(message, "admins are notified")
+        self.assertTrue(message.partner_ids)
+        # Paused: nothing goes even when rows are due...
+        self.make_due(rows)
+        self.assertFalse(self.Delivery._process_due())
+        # ...until the probe time comes: one probe, failing, doubles the cooldown.
+        config.next_probe_at = fields.Datetime.now() - timedelta(seconds=1)
+        attempts_before = rows[0].attempt_count
+        sent = self.Delivery._process_due()
+        self.assertEqual(len(sent), 1)
+        self.assertEqual(sent.attempt_count, attempts_before, "probes use no attempt")
+        self.assertEqual(config.sync_state, "paused")
+        self.assertEqual(config.probe_interval, 120)
+        # The receiver is back: the next probe succeeds and resumes everything in order.
+        self.server.default = Reply(200)
+        self.server.received.clear()
+        config.next_probe_at = fields.Datetime.now() - timedelta(seconds=1)
+        self.Delivery._process_due()
+        self.assertEqual(config.sync_state, "active")
+        self.assertEqual(set(rows.mapped("state")), {"done"})
+        names = [r.json()["name"] for r in self.server.received]
+        self.assertEqual(names, sorted(names))
+        self.assertTrue(config.message_ids.filtered(lambda m: "resumed" in (m.subject or "")))
+
+    def test_manual_pause_and_resume(self):
+        config = self.make_config()
+        with self.assertLogs(OUTBOX_LOGGER, "WARNING"):
+            config.action_pause()
+        self.assertEqual(config.sync_state, "paused")
+        rows = config._enqueue(self.partner, "manual")
+        self.assertFalse(self.Delivery._process_due())
+        config.action_resume()
+        self.assertEqual(config.sync_state, "active")
+        self.Delivery._process_due()
+        self.assertEqual(rows.state, "done")
