@@ -19,7 +19,9 @@ class BjApiLog(models.Model):
         "bj.api.sync.config", string="Configuration", index=True, ondelete="cascade"
     )
     delivery_id = fields.Many2one(
-        "bj.api.sync.delivery", string="Delivery", index="btree_not_null",
+        "bj.api.sync.delivery",
+        string="Delivery",
+        index="btree_not_null",
         ondelete="set null",
     )
     company_id = fields.Many2one(related="config_id.company_id", store=True)
@@ -64,8 +66,13 @@ class BjApiLog(models.Model):
             )
         if values.get("request_url"):
             values["request_url"] = redact_url(values["request_url"])
-        for name in ("request_url", "request_headers", "request_body",
-                     "response_body", "error_message"):
+        for name in (
+            "request_url",
+            "request_headers",
+            "request_body",
+            "response_body",
+            "error_message",
+        ):
             text = values.get(name)
             if not text:
                 continue

@@ -265,8 +265,7 @@ class BjApiSyncConfig(models.Model):
             if config.max_retries < 0 or config.max_retries > 10:
                 raise ValidationError(
                     self.env._(
-                        "Configuration %(name)r: Max Retries must be between 0 "
-                        "and 10.",
+                        "Configuration %(name)r: Max Retries must be between 0 and 10.",
                         name=config.name,
                     )
                 )
@@ -560,7 +559,11 @@ class BjApiSyncConfig(models.Model):
         """
         values = []
         if line.value_type == "python":
-            plain = self._path_values(line, records, "plain", depth) if line.field_path else [None] * len(records)
+            plain = (
+                self._path_values(line, records, "plain", depth)
+                if line.field_path
+                else [None] * len(records)
+            )
             model = self.env[self.model_name]
             for record, value in zip(records, plain, strict=True):
                 context = self._get_script_eval_context(model, record)
@@ -591,24 +594,40 @@ class BjApiSyncConfig(models.Model):
             result = []
             for current, multi in targets:
                 if relational:
-                    related = current.mapped(leaf.name) if (multi or len(current) != 1) else current[leaf.name]
+                    related = (
+                        current.mapped(leaf.name)
+                        if (multi or len(current) != 1)
+                        else current[leaf.name]
+                    )
                     if leaf.type == "many2one" and not multi:
                         result.append(related.id or None)
                     else:
                         result.append(list(related.ids))
                 elif multi:
-                    result.append([self._convert_plain(leaf, rec[leaf.name]) for rec in current])
+                    result.append(
+                        [self._convert_plain(leaf, rec[leaf.name]) for rec in current]
+                    )
                 else:
-                    result.append(self._convert_plain(leaf, current[leaf.name]) if current else None)
+                    result.append(
+                        self._convert_plain(leaf, current[leaf.name])
+                        if current
+                        else None
+                    )
             return result
         related_list = []
         for current, multi in targets:
             single = leaf.type == "many2one" and not multi
-            related = current[leaf.name] if (current and not multi and len(current) == 1) else current.mapped(leaf.name)
+            related = (
+                current[leaf.name]
+                if (current and not multi and len(current) == 1)
+                else current.mapped(leaf.name)
+            )
             related_list.append((related, single))
         if value_type == "relational":
             return [
-                (related.display_name or None) if single else related.mapped("display_name")
+                (related.display_name or None)
+                if single
+                else related.mapped("display_name")
                 for related, single in related_list
             ]
         # mapping: build every nested object in one batch, then distribute.
@@ -707,7 +726,9 @@ class BjApiSyncConfig(models.Model):
                     if error:
                         yield {"records": record, "error": str(error)}
                 if good:
-                    body = [o for o, err in zip(objects, errors, strict=True) if not err]
+                    body = [
+                        o for o, err in zip(objects, errors, strict=True) if not err
+                    ]
                     yield self._finish_unit(model, good, body, self.request_url)
                 continue
             record, error = page, errors[0]
@@ -716,7 +737,9 @@ class BjApiSyncConfig(models.Model):
                 continue
             url = self.request_url
             if placeholders:
-                url = transport.render_url(url, self._placeholder_values(record, placeholders))
+                url = transport.render_url(
+                    url, self._placeholder_values(record, placeholders)
+                )
             yield self._finish_unit(model, record, objects[0], url)
 
     def _placeholder_values(self, record, placeholders):
@@ -731,7 +754,9 @@ class BjApiSyncConfig(models.Model):
                     str(self._convert_plain(leaf, rec[leaf.name])) for rec in current
                 )
             else:
-                values[path] = self._convert_plain(leaf, current[leaf.name]) if current else None
+                values[path] = (
+                    self._convert_plain(leaf, current[leaf.name]) if current else None
+                )
         return values
 
     def _finish_unit(self, model, records, body, url):
@@ -895,7 +920,11 @@ class BjApiSyncConfig(models.Model):
         """
         config = self
         if config_id:
-            config = config_id if isinstance(config_id, models.BaseModel) else self.browse(config_id)
+            config = (
+                config_id
+                if isinstance(config_id, models.BaseModel)
+                else self.browse(config_id)
+            )
         config.ensure_one()
         config._check_sendable(records)
         records = config._filter_records(records)
@@ -957,7 +986,9 @@ class BjApiSyncConfig(models.Model):
         return self.env["bj.api.log"]._scrub_values(values, secrets)
 
     def _redacted_headers(self, headers):
-        return redact_text(jsonenc.dumps_pretty(redact_headers(headers)), self._get_secrets())
+        return redact_text(
+            jsonenc.dumps_pretty(redact_headers(headers)), self._get_secrets()
+        )
 
     def _prepare_preview_values(self, records):
         """What the first request would look like, secrets masked; nothing sent."""

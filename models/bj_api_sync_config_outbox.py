@@ -11,7 +11,7 @@ from datetime import timedelta
 import psycopg2.errors
 
 from odoo import Command, api, fields, models
-from odoo.exceptions import UserError, ValidationError
+from odoo.exceptions import ValidationError
 from odoo.fields import Domain
 from odoo.tools import SQL
 
@@ -94,7 +94,10 @@ class BjApiSyncConfig(models.Model):
         required=True,
     )
     cron_id = fields.Many2one(
-        "ir.cron", string="Scheduled Action", readonly=True, copy=False,
+        "ir.cron",
+        string="Scheduled Action",
+        readonly=True,
+        copy=False,
         ondelete="set null",
     )
     last_sync_at = fields.Datetime(
@@ -109,20 +112,25 @@ class BjApiSyncConfig(models.Model):
         for config in self:
             if config.max_attempts < 1:
                 raise ValidationError(
-                    self.env._("Configuration %(name)r: Max Attempts must be at least 1.",
-                               name=config.name)
+                    self.env._(
+                        "Configuration %(name)r: Max Attempts must be at least 1.",
+                        name=config.name,
+                    )
                 )
             if config.circuit_threshold < 1:
                 raise ValidationError(
                     self.env._(
-                        "Configuration %(name)r: Pause After Failures must be at least 1.",
+                        "Configuration %(name)r: Pause After Failures must be at "
+                        "least 1.",
                         name=config.name,
                     )
                 )
             if config.sync_interval_number < 0:
                 raise ValidationError(
-                    self.env._("Configuration %(name)r: Sync Every cannot be negative.",
-                               name=config.name)
+                    self.env._(
+                        "Configuration %(name)r: Sync Every cannot be negative.",
+                        name=config.name,
+                    )
                 )
 
     def _compute_delivery_stats(self):
@@ -147,7 +155,13 @@ class BjApiSyncConfig(models.Model):
             automations = self.env["base.automation"]
             if config._origin.id:
                 automations = automations.search(
-                    [("action_server_ids.bj_api_sync_config_id", "=", config._origin.id)]
+                    [
+                        (
+                            "action_server_ids.bj_api_sync_config_id",
+                            "=",
+                            config._origin.id,
+                        )
+                    ]
                 )
             config.automation_ids = automations
             config.automation_count = len(automations)
@@ -165,7 +179,13 @@ class BjApiSyncConfig(models.Model):
 
     def write(self, vals):
         result = super().write(vals)
-        if {"sync_interval_number", "sync_interval_type", "model_id", "active", "name"} & set(vals):
+        if {
+            "sync_interval_number",
+            "sync_interval_type",
+            "model_id",
+            "active",
+            "name",
+        } & set(vals):
             self._sync_cron()
         if {"binding_model", "model_id", "name", "active"} & set(vals):
             self._sync_binding()
@@ -219,7 +239,9 @@ class BjApiSyncConfig(models.Model):
                 config._prepare_trigger_action_values(name),
                 binding_model_id=config.model_id.id,
                 binding_type="action",
-                group_ids=[Command.set(self.env.ref("bj_api_sync.group_bj_api_user").ids)],
+                group_ids=[
+                    Command.set(self.env.ref("bj_api_sync.group_bj_api_user").ids)
+                ],
             )
             if config.binding_action_id:
                 config.binding_action_id.write(values)
@@ -397,7 +419,9 @@ class BjApiSyncConfig(models.Model):
                     event = "create" if record.create_date == now else "write"
                 by_event.setdefault(event, []).append(record.id)
             for event, ids in by_event.items():
-                config._create_deliveries(self.env[config.model_name].browse(ids), event)
+                config._create_deliveries(
+                    self.env[config.model_name].browse(ids), event
+                )
 
     def _create_deliveries(self, records, event):
         """Build the bodies of ``records`` now and write them to the outbox."""
@@ -421,8 +445,12 @@ class BjApiSyncConfig(models.Model):
                 "request_url": unit.get("url") or self.request_url,
             }
             if unit.get("error"):
-                values.update(state="dead", payload=False, last_error=unit["error"],
-                              next_attempt_at=False)
+                values.update(
+                    state="dead",
+                    payload=False,
+                    last_error=unit["error"],
+                    next_attempt_at=False,
+                )
             else:
                 values["payload"] = jsonenc.dumps(unit["body"])
             # Coalesce with a row this same transaction already wrote (a flush at
@@ -472,8 +500,12 @@ class BjApiSyncConfig(models.Model):
         domain = Domain("config_id", "=", self.id) & Domain("delivery_id", "!=", False)
         if self.resumed_at:
             domain &= Domain("create_date", ">=", self.resumed_at)
-        recent = self.env["bj.api.log"].sudo().search_fetch(
-            domain, ["outcome"], order="id desc", limit=self.circuit_threshold
+        recent = (
+            self.env["bj.api.log"]
+            .sudo()
+            .search_fetch(
+                domain, ["outcome"], order="id desc", limit=self.circuit_threshold
+            )
         )
         if len(recent) >= self.circuit_threshold and all(
             log.outcome == "retryable" for log in recent
@@ -538,8 +570,12 @@ class BjApiSyncConfig(models.Model):
             }
         )
         # The backlog goes out now, oldest first.
-        waiting = self.env["bj.api.sync.delivery"].sudo().search(
-            [("config_id", "=", self.id), ("state", "in", ("pending", "retrying"))]
+        waiting = (
+            self.env["bj.api.sync.delivery"]
+            .sudo()
+            .search(
+                [("config_id", "=", self.id), ("state", "in", ("pending", "retrying"))]
+            )
         )
         waiting.write({"next_attempt_at": now})
         self.env["bj.api.sync.delivery"]._trigger_cron()
@@ -559,9 +595,11 @@ class BjApiSyncConfig(models.Model):
         partners = self.message_partner_ids
         if not partners:
             group = self.env.ref("bj_api_sync.group_bj_api_manager")
-            partners = group.sudo().all_user_ids.filtered(
-                lambda u: u.active and not u.share
-            ).partner_id
+            partners = (
+                group.sudo()
+                .all_user_ids.filtered(lambda u: u.active and not u.share)
+                .partner_id
+            )
         self.sudo().message_post(
             subject=subject,
             body=body,

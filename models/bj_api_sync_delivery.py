@@ -94,8 +94,12 @@ class BjApiSyncDelivery(models.Model):
     log_count = fields.Integer(compute="_compute_log_count")
     done_at = fields.Datetime(string="Delivered At")
 
-    _due_index = models.Index("(state, next_attempt_at) WHERE state IN ('pending', 'retrying')")
-    _order_index = models.Index("(config_id, res_id, id) WHERE state IN ('pending', 'retrying')")
+    _due_index = models.Index(
+        "(state, next_attempt_at) WHERE state IN ('pending', 'retrying')"
+    )
+    _order_index = models.Index(
+        "(config_id, res_id, id) WHERE state IN ('pending', 'retrying')"
+    )
 
     def _compute_log_count(self):
         counts = dict(
@@ -131,7 +135,9 @@ class BjApiSyncDelivery(models.Model):
         """Stop sending these rows; they stay for the record."""
         todo = self.filtered(lambda d: d.state in ("pending", "retrying", "dead"))
         if not todo:
-            raise UserError(self.env._("Only waiting or dead deliveries can be cancelled."))
+            raise UserError(
+                self.env._("Only waiting or dead deliveries can be cancelled.")
+            )
         todo.write({"state": "cancelled", "next_attempt_at": False})
         return True
 
@@ -167,7 +173,9 @@ class BjApiSyncDelivery(models.Model):
 
     @api.model
     def _trigger_cron(self):
-        cron = self.env.ref("bj_api_sync.ir_cron_send_deliveries", raise_if_not_found=False)
+        cron = self.env.ref(
+            "bj_api_sync.ir_cron_send_deliveries", raise_if_not_found=False
+        )
         if cron:
             cron.sudo()._trigger()
 

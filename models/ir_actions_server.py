@@ -1,3 +1,5 @@
+import datetime as _dt
+
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
@@ -8,6 +10,40 @@ AUTOMATION_EVENTS = {
     "on_create_or_write": "create_or_write",
     "on_unlink": "unlink",
 }
+
+
+class _DatetimeCompat:
+    """Both the ``datetime`` module and its ``datetime`` class, for snippets.
+
+    Odoo gives server-action code the (wrapped) module, so ``datetime.datetime.now()``
+    works; integrators' snippets — the product documentation's included — write
+    ``datetime.now()``. This object answers both spellings and returns plain
+    ``datetime`` values.
+    """
+
+    datetime = _dt.datetime
+    date = _dt.date
+    time = _dt.time
+    timedelta = _dt.timedelta
+    timezone = _dt.timezone
+    tzinfo = _dt.tzinfo
+    MINYEAR = _dt.MINYEAR
+    MAXYEAR = _dt.MAXYEAR
+    now = staticmethod(_dt.datetime.now)
+    today = staticmethod(_dt.datetime.today)
+    utcnow = staticmethod(_dt.datetime.utcnow)
+    combine = staticmethod(_dt.datetime.combine)
+    strptime = staticmethod(_dt.datetime.strptime)
+    fromisoformat = staticmethod(_dt.datetime.fromisoformat)
+    fromtimestamp = staticmethod(_dt.datetime.fromtimestamp)
+    min = _dt.datetime.min
+    max = _dt.datetime.max
+
+    def __repr__(self):
+        return "<datetime module and class>"
+
+
+DATETIME_COMPAT = _DatetimeCompat()
 
 
 class IrActionsServer(models.Model):
@@ -47,6 +83,15 @@ class IrActionsServer(models.Model):
                         config_model=config.model_name,
                     )
                 )
+
+    def _get_eval_context(self, action=None):
+        """Let scheduled and server actions run the documented snippets as written:
+        ``datetime.now() - timedelta(hours=1)`` and ``self.env[...]``."""
+        eval_context = super()._get_eval_context(action=action)
+        eval_context["datetime"] = DATETIME_COMPAT
+        eval_context.setdefault("timedelta", _dt.timedelta)
+        eval_context.setdefault("self", eval_context.get("model"))
+        return eval_context
 
     def _bj_api_sync_event(self):
         """The event that runs this action: its automation's trigger, else manual."""

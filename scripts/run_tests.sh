@@ -100,12 +100,16 @@ count_test_functions() {
 
 db_port=
 test_db=
-on_exit() {
-    local rc=$?
+drop_test_db() {
     if [[ -n $test_db && -n $db_port ]]; then
         say "Dropping database $test_db"
         drop_db "$db_port" "$test_db" || say "warning: could not drop database $test_db"
+        test_db=
     fi
+}
+on_exit() {
+    local rc=$?
+    drop_test_db
     # Aborted half-way (set -e, die, Ctrl-C): still end with the closing line.
     if [[ -z $closed ]]; then
         problems+=("the run stopped early (exit code $rc)")
@@ -253,4 +257,5 @@ all)
     fi
     ;;
 esac
+drop_test_db
 closing_line

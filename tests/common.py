@@ -71,14 +71,18 @@ class ScriptedServer:
                             client_port=self.client_address[1],
                         )
                     )
-                    reply = server.replies.popleft() if server.replies else server.default
+                    reply = (
+                        server.replies.popleft() if server.replies else server.default
+                    )
                 if reply.delay:
                     time.sleep(reply.delay)
                 if reply.drop:
                     self.close_connection = True
                     self.connection.close()
                     return
-                payload = reply.body.encode() if isinstance(reply.body, str) else reply.body
+                payload = (
+                    reply.body.encode() if isinstance(reply.body, str) else reply.body
+                )
                 try:
                     self.send_response(reply.status)
                     for key, value in reply.headers.items():

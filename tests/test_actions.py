@@ -153,14 +153,18 @@ class TestAccess(BjApiSyncCase):
         super().setUpClass()
         cls.config = cls.make_config(auth_type="bearer", bearer_token="access-secret")
         cls.bj_user = new_test_user(
-            cls.env, login="bj_user", groups="base.group_user,bj_api_sync.group_bj_api_user"
+            cls.env,
+            login="bj_user",
+            groups="base.group_user,bj_api_sync.group_bj_api_user",
         )
         cls.bj_manager = new_test_user(
             cls.env,
             login="bj_manager",
             groups="base.group_user,bj_api_sync.group_bj_api_manager",
         )
-        cls.internal = new_test_user(cls.env, login="bj_internal", groups="base.group_user")
+        cls.internal = new_test_user(
+            cls.env, login="bj_internal", groups="base.group_user"
+        )
 
     def test_user_reads_but_not_secrets(self):
         config = self.config.with_user(self.bj_user)
@@ -169,9 +173,7 @@ class TestAccess(BjApiSyncCase):
             config.bearer_token  # noqa: B018
         with self.assertRaises(AccessError):
             config.write({"name": "changed"})
-        self.assertNotIn(
-            "bearer_token", config.fields_get(attributes=["type"]).keys()
-        )
+        self.assertNotIn("bearer_token", config.fields_get(attributes=["type"]).keys())
 
     def test_internal_user_reads_nothing(self):
         with self.assertRaises(AccessError):
@@ -201,7 +203,9 @@ class TestAccess(BjApiSyncCase):
         self.assertNotIn("access-secret", logs.with_user(self.bj_user).request_headers)
 
     def test_secrets_not_tracked(self):
-        self.config.write({"bearer_token": "tracked-secret?", "request_url": self.server.url("/new")})
+        self.config.write(
+            {"bearer_token": "tracked-secret?", "request_url": self.server.url("/new")}
+        )
         self.env.flush_all()
         self.env.cr.precommit.run()
         messages = self.config.message_ids

@@ -57,7 +57,9 @@ class TestBadInput(BjApiSyncCase):
         self.assertLineRefused("has no field 'nope'", field_path="country_id.nope")
 
     def test_field_path_through_non_relational(self):
-        self.assertLineRefused("'name' is a char field, not a relation", field_path="name.x")
+        self.assertLineRefused(
+            "'name' is a char field, not a relation", field_path="name.x"
+        )
 
     def test_field_path_group_restricted(self):
         config_model = self.env["ir.model"]._get("bj.api.sync.config")
@@ -76,7 +78,9 @@ class TestBadInput(BjApiSyncCase):
 
     def test_mapping_without_config(self):
         self.assertLineRefused(
-            "needs a Mapping Configuration", field_path="country_id", value_type="mapping"
+            "needs a Mapping Configuration",
+            field_path="country_id",
+            value_type="mapping",
         )
 
     def test_mapping_on_wrong_model(self):
@@ -145,14 +149,18 @@ class TestBadInput(BjApiSyncCase):
         self.assertIn("syntax error at line 1", str(error))
 
     def test_python_imports_refused(self):
-        error = self.assertRefused("import of 'os' is not allowed", python_script="import os")
+        error = self.assertRefused(
+            "import of 'os' is not allowed", python_script="import os"
+        )
         self.assertIn("line 1", str(error))
         self.assertRefused(
             "import of 'subprocess' is not allowed",
             python_script="x = 1\nfrom subprocess import run",
         )
         self.assertLineRefused(
-            "import of 'sys' is not allowed", value_type="python", python_code="import sys"
+            "import of 'sys' is not allowed",
+            value_type="python",
+            python_code="import sys",
         )
 
     def test_python_forbidden_names_refused(self):
@@ -168,7 +176,9 @@ class TestBadInput(BjApiSyncCase):
             )
 
     def test_page_size_below_one(self):
-        self.assertRefused("Page Size must be at least 1", is_paginated=True, page_size=0)
+        self.assertRefused(
+            "Page Size must be at least 1", is_paginated=True, page_size=0
+        )
 
     def test_timeouts_not_positive(self):
         self.assertRefused("greater than 0", connect_timeout=0)
@@ -182,7 +192,9 @@ class TestBadInput(BjApiSyncCase):
         )
 
     def test_placeholder_unknown_field(self):
-        self.assertRefused("has no field 'nope'", request_url=self.server.url("/p/{nope}"))
+        self.assertRefused(
+            "has no field 'nope'", request_url=self.server.url("/p/{nope}")
+        )
 
     def test_send_on_in_config(self):
         config = self.make_config()

@@ -2,7 +2,8 @@ import json
 import random
 from datetime import timedelta
 
-from odoo import Command, fields
+from odoo import fields
+from odoo.exceptions import UserError
 from odoo.tests import tagged
 
 from ..models.bj_api_sync_delivery import retry_delay
@@ -28,12 +29,16 @@ class TestOutbox(BjApiSyncCase):
         return self.Delivery.search([("config_id", "=", config.id)], order="id")
 
     def make_due(self, deliveries):
-        deliveries.write({"next_attempt_at": fields.Datetime.now() - timedelta(seconds=1)})
+        deliveries.write(
+            {"next_attempt_at": fields.Datetime.now() - timedelta(seconds=1)}
+        )
 
     # -- enqueue ----------------------------------------------------------
 
     def test_enqueue_creates_pending_rows_and_wakes_cron(self):
-        config = self.make_config(lines=[("name", "name", "plain"), ("ref", "ref", "plain")])
+        config = self.make_config(
+            lines=[("name", "name", "plain"), ("ref", "ref", "plain")]
+        )
         triggers_before = self.env["ir.cron.trigger"].search_count(
             [("cron_id", "=", self.cron.id)]
         )
@@ -45,7 +50,9 @@ class TestOutbox(BjApiSyncCase):
         self.assertEqual(json.loads(rows.payload), {"name": "Queued", "ref": "Q-1"})
         self.assertTrue(rows.idempotency_key)
         self.assertFalse(self.server.received, "nothing is sent before commit")
-        triggers = self.env["ir.cron.trigger"].search_count([("cron_id", "=", self.cron.id)])
+        triggers = self.env["ir.cron.trigger"].search_count(
+            [("cron_id", "=", self.cron.id)]
+        )
         self.assertEqual(triggers, triggers_before + 1)
         # A second enqueue in the same transaction does not add another wake-up.
         config._enqueue(self.partner, "manual")
@@ -113,11 +120,20 @@ class TestOutbox(BjApiSyncCase):
 
     def test_retry_delay_schedule_and_jitter_bounds(self):
         rng = random.Random(7)
-        for attempt, base in ((1, 30), (2, 60), (3, 120), (9, 7680), (11, 6 * 3600), (30, 6 * 3600)):
+        for attempt, base in (
+            (1, 30),
+            (2, 60),
+            (3, 120),
+            (9, 7680),
+            (11, 6 * 3600),
+            (30, 6 * 3600),
+        ):
             delays = [retry_delay(attempt, rng=rng) for _i in range(200)]
             self.assertGreaterEqual(min(delays), base * 0.8)
             self.assertLessEqual(max(delays), base * 1.2)
-            self.assertGreater(max(delays) - min(delays), base * 0.2, "jitter is applied")
+            self.assertGreater(
+                max(delays) - min(delays), base * 0.2, "jitter is applied"
+            )
         self.assertEqual(retry_delay(1, retry_after=300, rng=rng), 300)
         self.assertEqual(retry_delay(1, retry_after=10**9, rng=rng), 24 * 3600)
 
@@ -193,8 +209,9 @@ class TestOutbox(BjApiSyncCase):
         self.assertEqual(set(rows[:2].mapped("state")), {"pending"})
         self.Delivery._process_due()
         self.assertEqual(set(rows.mapped("state")), {"done"})
-        with self.assertRaises(Exception):
+        with self.assertRaises(UserError) as caught:
             rows.action_cancel()
+        self.assertIn("Only waiting or dead deliveries", str(caught.exception))
         list_action = self.env.ref("bj_api_sync.bj_api_sync_delivery_action_retry")
         self.assertEqual(list_action.binding_model_id.model, "bj.api.sync.delivery")
 
@@ -300,7 +317,9 @@ class TestOutbox(BjApiSyncCase):
         self.commit_hooks()
         rows = self.deliveries(config)
         self.assertEqual(rows.mapped("event"), ["unlink"])
-        self.assertEqual(json.loads(rows.payload), {"id": partner_id, "name": "Gone for good"})
+        self.assertEqual(
+            json.loads(rows.payload), {"id": partner_id, "name": "Gone for good"}
+        )
         self.Delivery._process_due()
         self.assertEqual(rows.state, "done")
         self.assertEqual(self.server.received[0].json()["id"], partner_id)
@@ -407,7 +426,9 @@ class TestOutbox(BjApiSyncCase):
         action = config.binding_action_id
         self.assertEqual(action.name, "Send to CRM")
         self.assertEqual(action.binding_model_id, self.partner_model)
-        action.with_context(active_model="res.partner", active_ids=self.partner.ids).run()
+        action.with_context(
+            active_model="res.partner", active_ids=self.partner.ids
+        ).run()
         self.assertEqual(self.deliveries(config).res_id, self.partner.id)
         config.binding_model = False
         self.assertFalse(action.binding_model_id)
@@ -421,7 +442,9 @@ class TestOutbox(BjApiSyncCase):
         rows = config._enqueue(partners, "manual")
         with self.assertLogs(OUTBOX_LOGGER, "WARNING") as logged:
             self.Delivery._process_due()
-        self.assertIn("paused: 3 consecutive delivery attempts failed", logged.output[0])
+        self.assertIn(
+            "paused: 3 consecutive delivery attempts failed", logged.output[0]
+        )
         self.assertEqual(config.sync_state, "paused")
         self.assertEqual(len(self.server.received), 3, "the 4th row waits")
         message = config.message_ids.filtered(lambda m: "paused" in (m.subject or ""))
@@ -447,7 +470,9 @@ class TestOutbox(BjApiSyncCase):
         self.assertEqual(set(rows.mapped("state")), {"done"})
         names = [r.json()["name"] for r in self.server.received]
         self.assertEqual(names, sorted(names))
-        self.assertTrue(config.message_ids.filtered(lambda m: "resumed" in (m.subject or "")))
+        self.assertTrue(
+            config.message_ids.filtered(lambda m: "resumed" in (m.subject or ""))
+        )
 
     def test_manual_pause_and_resume(self):
         config = self.make_config()

@@ -66,7 +66,9 @@ class TestPayload(BjApiSyncCase):
         self.assertIs(obj["is_company"], False)
         self.assertIs(obj["active"], True)
         rate_date = self.env["res.currency.rate"]._fields["name"]
-        self.assertEqual(config._convert_plain(rate_date, date(2024, 2, 29)), "2024-02-29")
+        self.assertEqual(
+            config._convert_plain(rate_date, date(2024, 2, 29)), "2024-02-29"
+        )
         self.assertIsNone(config._convert_plain(rate_date, False))
         created = self.partner.create_date
         self.assertEqual(obj["created"], created.strftime("%Y-%m-%dT%H:%M:%SZ"))

@@ -8,6 +8,22 @@ from odoo.tests import tagged
 
 from .common import BjApiSyncCase, Reply
 
+SEED_MANUAL_SNIPPET = """\
+record = self.env['res.partner'].browse(partner_id)
+config = self.env.ref('module.api_config_xml_id')
+config._make_outbound_http_request(record, config.id, timeout=60)
+"""
+SEED_CRON_SNIPPET = """\
+# Sync all modified partners every hour
+partners = env['res.partner'].search([
+    ('write_date', '>=', datetime.now() - timedelta(hours=1))
+])
+config = env.ref('module.outbound_partner_config')
+for partner in partners:
+    config._make_outbound_http_request(partner, config.id)
+"""
+DIVIDE_BY_ZERO_ON_SECOND = "result = 1 / (0 if record.name == 'Partner 0001' else 1)"
+
 
 @tagged("post_install", "-at_install")
 class TestSend(BjApiSyncCase):
@@ -27,7 +43,9 @@ class TestSend(BjApiSyncCase):
         self.assertEqual(len(self.server.received), 1)
         got = self.server.received[0]
         self.assertEqual(got.method, "POST")
-        self.assertEqual(got.json(), {"id": self.partner.id, "customer": {"name": "Bob"}})
+        self.assertEqual(
+            got.json(), {"id": self.partner.id, "customer": {"name": "Bob"}}
+        )
         self.assertEqual(got.headers["Content-Type"], "application/json")
         self.assertEqual(got.headers["Accept"], "application/json")
         self.assertTrue(got.headers["User-Agent"].startswith("bj_api_sync/"))
@@ -59,22 +77,16 @@ class TestSend(BjApiSyncCase):
                 "name": "Seed snippet",
                 "model_id": self.partner_model.id,
                 "state": "code",
-                "code": (
-                    "partner_id = record.id\n"
-                    "record = env['res.partner'].browse(partner_id)\n"
-                    "config = env.ref('module.api_config_xml_id')\n"
-                    "config._make_outbound_http_request(record, config.id, timeout=60)\n"
-                ),
+                "code": "partner_id = record.id\n" + SEED_MANUAL_SNIPPET,
             }
         )
-        action.with_context(
-            active_model="res.partner", active_id=self.partner.id
-        ).run()
+        action.with_context(active_model="res.partner", active_id=self.partner.id).run()
         self.assertEqual(len(self.server.received), 1)
         self.assertEqual(self.server.received[0].json(), {"name": "Bob"})
 
     def test_seed_cron_snippet(self):
-        config = self.make_config()
+        """The documentation's scheduled-action code works unchanged."""
+        config = self.make_config(filter_domain=f"[('id', '=', {self.partner.id})]")
         self.env["ir.model.data"].create(
             {
                 "module": "module",
@@ -88,22 +100,24 @@ class TestSend(BjApiSyncCase):
                 "name": "Seed cron",
                 "model_id": self.env["ir.model"]._get("bj.api.sync.config").id,
                 "state": "code",
-                "code": (
-                    "# Sync all modified partners every hour\n"
-                    "partners = env['res.partner'].search([\n"
-                    "    ('write_date', '>=', datetime.datetime.now()"
-                    " - datetime.timedelta(hours=1)),\n"
-                    "    ('id', '=', %d),\n"
-                    "])\n"
-                    "config = env.ref('module.outbound_partner_config')\n"
-                    "for partner in partners:\n"
-                    "    config._make_outbound_http_request(partner, config.id)\n"
-                )
-                % self.partner.id,
+                "code": SEED_CRON_SNIPPET,
             }
         )
         action.run()
         self.assertEqual(len(self.server.received), 1)
+        self.assertEqual(self.server.received[0].json(), {"name": "Bob"})
+
+    def test_server_action_datetime_still_a_module(self):
+        action = self.env["ir.actions.server"].create(
+            {
+                "name": "Old style",
+                "model_id": self.partner_model.id,
+                "state": "code",
+                "code": "action = {'d': str(datetime.date(2024, 1, 2)), "
+                "'now': isinstance(datetime.datetime.now(), datetime.datetime)}",
+            }
+        )
+        self.assertEqual(action.run(), {"d": "2024-01-02", "now": True})
 
     def test_filter_domain_keeps_matching_records(self):
         other = self.env["res.partner"].create({"name": "Carol", "email": False})
@@ -180,7 +194,11 @@ class TestSend(BjApiSyncCase):
         cases = [
             ({"auth_type": "none"}, None),
             (
-                {"auth_type": "basic", "auth_login": "api_user", "auth_password": "pw1"},
+                {
+                    "auth_type": "basic",
+                    "auth_login": "api_user",
+                    "auth_password": "pw1",
+                },
                 "Basic " + base64.b64encode(b"api_user:pw1").decode(),
             ),
             (
@@ -202,7 +220,9 @@ class TestSend(BjApiSyncCase):
             bearer_token="tok-123456",
             header_ids=[
                 Command.create({"key": "X-API-Version", "value": "2.0"}),
-                Command.create({"key": "content-type", "value": "application/vnd+json"}),
+                Command.create(
+                    {"key": "content-type", "value": "application/vnd+json"}
+                ),
                 Command.create({"key": "Authorization", "value": "ignored"}),
             ],
         )
@@ -349,7 +369,7 @@ class TestSend(BjApiSyncCase):
                 {
                     "api_key": "x",
                     "value_type": "python",
-                    "python_code": "result = 1 / (0 if record.name == 'Partner 0001' else 1)",
+                    "python_code": DIVIDE_BY_ZERO_ON_SECOND,
                 }
             )
         ]
@@ -370,7 +390,7 @@ class TestSend(BjApiSyncCase):
                 {
                     "api_key": "x",
                     "value_type": "python",
-                    "python_code": "result = 1 / (0 if record.name == 'Partner 0001' else 1)",
+                    "python_code": DIVIDE_BY_ZERO_ON_SECOND,
                 }
             )
         ]
@@ -390,7 +410,9 @@ class TestSend(BjApiSyncCase):
     def test_large_body_is_cut_in_log(self):
         big = "x" * (100 * 1024)
         self.server.script(Reply(200, body=big))
-        config = self.make_config(python_script=f"result = {{'blob': 'y' * {100 * 1024}}}")
+        config = self.make_config(
+            python_script=f"result = {{'blob': 'y' * {100 * 1024}}}"
+        )
         logs = config._make_outbound_http_request(self.partner)
         self.assertEqual(logs.state, "success")
         self.assertEqual(len(self.server.received[0].body), 100 * 1024 + 11)
@@ -407,7 +429,9 @@ class TestSend(BjApiSyncCase):
             self.make_config(
                 auth_type="bearer",
                 bearer_token=secrets[1],
-                header_ids=[Command.create({"key": "X-Api-Token", "value": secrets[2]})],
+                header_ids=[
+                    Command.create({"key": "X-Api-Token", "value": secrets[2]})
+                ],
                 request_url=self.server.url("/echo"),
             ),
         ]
