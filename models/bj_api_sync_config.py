@@ -867,11 +867,13 @@ class BjApiSyncConfig(models.Model):
             backoff_factor=self.backoff_factor,
         )
 
-    def _get_session(self):
+    def _session_key(self):
         # Sessions carry no configuration (headers, timeouts and retries are set
         # per call), so one per configuration and thread is enough.
-        key = (self.env.cr.dbname, self.id)
-        return transport.DEFAULT_POOL.get(key)
+        return (self.env.cr.dbname, self.id)
+
+    def _get_session(self):
+        return transport.DEFAULT_POOL.get(self._session_key())
 
     # ------------------------------------------------------------------
     # Sending

@@ -40,6 +40,11 @@ class BjApiSyncConfig(models.Model):
     max_attempts = fields.Integer(
         default=12, help="Attempts of a queued delivery before it goes Dead."
     )
+    max_concurrency = fields.Integer(
+        default=4,
+        help="Deliveries of this configuration sent at the same time (different "
+        "records only: one record's deliveries always go in order).",
+    )
     circuit_threshold = fields.Integer(
         string="Pause After Failures",
         default=20,
@@ -107,9 +112,19 @@ class BjApiSyncConfig(models.Model):
         "'changed'. Advanced only after a fully successful run.",
     )
 
-    @api.constrains("max_attempts", "circuit_threshold", "sync_interval_number")
+    @api.constrains(
+        "max_attempts", "circuit_threshold", "sync_interval_number", "max_concurrency"
+    )
     def _check_outbox_numbers(self):
         for config in self:
+            if not 1 <= config.max_concurrency <= 16:
+                raise ValidationError(
+                    self.env._(
+                        "Configuration %(name)r: Max Concurrency must be between 1 "
+                        "and 16.",
+                        name=config.name,
+                    )
+                )
             if config.max_attempts < 1:
                 raise ValidationError(
                     self.env._(

@@ -18,6 +18,8 @@ RETRY_BASE_SECONDS = 30
 RETRY_MAX_SECONDS = 6 * 3600
 RETRY_JITTER = 0.2
 RETRY_AFTER_MAX_SECONDS = 24 * 3600
+#: Deliveries claimed and sent together by one cron worker.
+BATCH_SIZE = 16
 
 OPEN_STATES = ("pending", "retrying")
 CLOSED_STATES = ("done", "dead", "cancelled")
@@ -180,45 +182,65 @@ class BjApiSyncDelivery(models.Model):
             cron.sudo()._trigger()
 
     @api.model
-    def _claim_next(self):
-        """Lock and return the next due delivery, or an empty recordset.
+    def _claim_batch(self, limit=BATCH_SIZE):
+        """Lock and return the next due deliveries (at most ``limit``).
 
         A row is due when it waits (pending/retrying), its time has come, its
-        configuration is active (or paused with a probe due), and no older row of
-        the same configuration and record is still waiting. Rows locked by
-        another worker are skipped.
+        configuration is active (or paused with a probe due: then one row only),
+        and no older row of the same configuration and record is still waiting.
+        Each configuration gives at most ``max_concurrency`` rows. Rows locked by
+        another worker are skipped, so two workers never send the same row.
         """
         # The claim reads the tables directly: write pending ORM changes first.
         self.env["bj.api.sync.config"].flush_model()
         self.flush_model()
-        query = SQL(
-            """
-            SELECT d.id
-              FROM bj_api_sync_delivery d
-              JOIN bj_api_sync_config c ON c.id = d.config_id
-             WHERE d.state IN ('pending', 'retrying')
-               AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= %(now)s)
-               AND c.active
-               AND (c.sync_state = 'active'
-                    OR (c.sync_state = 'paused' AND c.next_probe_at <= %(now)s))
-               AND NOT EXISTS (
-                    SELECT 1 FROM bj_api_sync_delivery o
-                     WHERE o.config_id = d.config_id
-                       AND o.res_id = d.res_id
-                       AND o.id < d.id
-                       AND o.state IN ('pending', 'retrying'))
-             ORDER BY d.id
-             LIMIT 1
-               FOR NO KEY UPDATE OF d SKIP LOCKED
-            """,
-            now=fields.Datetime.now(),
+        candidates = self.env.execute_query(
+            SQL(
+                """
+                SELECT id FROM (
+                    SELECT d.id,
+                           row_number() OVER (PARTITION BY d.config_id ORDER BY d.id)
+                               AS rank,
+                           CASE WHEN c.sync_state = 'paused' THEN 1
+                                ELSE GREATEST(c.max_concurrency, 1) END AS quota
+                      FROM bj_api_sync_delivery d
+                      JOIN bj_api_sync_config c ON c.id = d.config_id
+                     WHERE d.state IN ('pending', 'retrying')
+                       AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= %(now)s)
+                       AND c.active
+                       AND (c.sync_state = 'active'
+                            OR (c.sync_state = 'paused' AND c.next_probe_at <= %(now)s))
+                       AND NOT EXISTS (
+                            SELECT 1 FROM bj_api_sync_delivery o
+                             WHERE o.config_id = d.config_id
+                               AND o.res_id = d.res_id
+                               AND o.id < d.id
+                               AND o.state IN ('pending', 'retrying'))
+                ) due
+                 WHERE rank <= quota
+                 ORDER BY id
+                 LIMIT %(limit)s
+                """,
+                now=fields.Datetime.now(),
+                limit=limit,
+            )
         )
-        rows = self.env.execute_query(query)
-        if not rows:
+        if not candidates:
             return self.browse()
-        delivery = self.browse(rows[0][0])
-        delivery.invalidate_recordset()
-        return delivery
+        locked = self.env.execute_query(
+            SQL(
+                """
+                SELECT id FROM bj_api_sync_delivery
+                 WHERE id IN %s AND state IN ('pending', 'retrying')
+                 ORDER BY id
+                   FOR NO KEY UPDATE SKIP LOCKED
+                """,
+                tuple(row[0] for row in candidates),
+            )
+        )
+        deliveries = self.browse([row[0] for row in locked])
+        deliveries.invalidate_recordset()
+        return deliveries
 
     @api.model
     def _count_due(self):
@@ -231,50 +253,48 @@ class BjApiSyncDelivery(models.Model):
 
     @api.model
     def _cron_send_deliveries(self, limit=None):
-        """Delivery cron: send due rows one by one, committing after each."""
+        """Delivery cron: send due rows in small concurrent batches, committing
+        after each batch so a crash re-sends at most one batch (same keys)."""
         cron = self.env["ir.cron"]
         remaining = self._count_due()
         cron._commit_progress(remaining=remaining)
         done = 0
         while limit is None or done < limit:
             try:
-                sent = self._process_one()
+                sent = self._process_batch()
             except (
                 psycopg2.errors.SerializationFailure,
                 psycopg2.errors.LockNotAvailable,
             ):
-                # Another worker changed the row we were about to claim.
+                # Another worker changed a row we were about to claim.
                 self.env.cr.rollback()
                 continue
             if not sent:
                 break
-            done += 1
-            remaining = max(remaining - 1, 0)
-            if not cron._commit_progress(1, remaining=remaining):
+            done += len(sent)
+            remaining = max(remaining - len(sent), 0)
+            if not cron._commit_progress(len(sent), remaining=remaining):
                 break
         return done
 
     @api.model
-    def _process_one(self):
-        """Claim and send one due delivery; return it (empty when none is due)."""
-        delivery = self._claim_next()
-        if delivery and not delivery._send():
-            return self.browse()
-        return delivery
+    def _process_batch(self, limit=BATCH_SIZE):
+        """Claim and send one batch of due deliveries; return those sent."""
+        return self._claim_batch(limit)._send_batch()
 
     @api.model
     def _process_due(self, limit=100):
         """Send due rows in the current transaction (tests, shell); no commit."""
         sent = self.browse()
-        for _i in range(limit):
-            delivery = self._process_one()
-            if not delivery:
+        while len(sent) < limit:
+            batch = self._process_batch(min(BATCH_SIZE, limit - len(sent)))
+            if not batch:
                 break
-            sent |= delivery
+            sent |= batch
         return sent
 
     # ------------------------------------------------------------------
-    # Sending one row
+    # Sending
     # ------------------------------------------------------------------
 
     def _prepare_unit(self):
@@ -293,41 +313,74 @@ class BjApiSyncDelivery(models.Model):
     def _send(self):
         """Send this delivery once and move it along its states."""
         self.ensure_one()
-        config = self.config_id
-        probing = config.sync_state == "paused"
-        if probing and not config._schedule_next_probe():
-            return False  # another worker is probing this configuration
-        if not self.payload:
-            self._mark_failed(
-                "permanent", self.last_error or self.env._("No payload to send."), None
-            )
-            return True
-        unit = self._prepare_unit()
-        request = config._prepare_request(unit)
-        result = transport.send(request, session=config._get_session())
-        values = config._prepare_log_values(unit, request, result)
-        values["delivery_id"] = self.id
-        self.env["bj.api.log"].sudo().create(values)
-        if result.outcome == "success":
-            self.write(
-                {
-                    "state": "done",
-                    "attempt_count": self.attempt_count + 1,
-                    "done_at": fields.Datetime.now(),
-                    "last_status_code": result.status_code,
-                    "last_error": False,
-                    "next_attempt_at": False,
-                }
-            )
-            if probing:
-                config._resume(self.env._("A probe delivery succeeded."))
-            return True
-        self._mark_failed(
-            result.outcome, values.get("error_message"), result, probing=probing
+        return bool(self._send_batch())
+
+    def _send_batch(self):
+        """Send these claimed deliveries, concurrently, and record the outcomes.
+
+        The ORM work (building requests, writing results) stays in this thread;
+        only the HTTP exchanges run in the transport's worker threads.
+        :return: the deliveries actually handled
+        """
+        jobs = []
+        handled = self.browse()
+        for delivery in self:
+            config = delivery.config_id
+            probing = config.sync_state == "paused"
+            if probing and not config._schedule_next_probe():
+                continue  # another worker is probing this configuration
+            handled |= delivery
+            if not delivery.payload:
+                delivery._mark_failed(
+                    "permanent",
+                    delivery.last_error or self.env._("No payload to send."),
+                    None,
+                )
+                continue
+            unit = delivery._prepare_unit()
+            request = config._prepare_request(unit)
+            jobs.append((delivery, unit, request, probing))
+        results = transport.send_many(
+            [
+                (request, delivery.config_id._session_key())
+                for delivery, _u, request, _p in jobs
+            ]
         )
-        if result.outcome == "retryable":
+        log_values = []
+        for (delivery, unit, request, _probing), result in zip(
+            jobs, results, strict=True
+        ):
+            values = delivery.config_id._prepare_log_values(unit, request, result)
+            values["delivery_id"] = delivery.id
+            log_values.append(values)
+        self.env["bj.api.log"].sudo().create(log_values)
+        breakers = self.env["bj.api.sync.config"]
+        for (delivery, _unit, _request, probing), result, values in zip(
+            jobs, results, log_values, strict=True
+        ):
+            config = delivery.config_id
+            if result.outcome == "success":
+                delivery.write(
+                    {
+                        "state": "done",
+                        "attempt_count": delivery.attempt_count + 1,
+                        "done_at": fields.Datetime.now(),
+                        "last_status_code": result.status_code,
+                        "last_error": False,
+                        "next_attempt_at": False,
+                    }
+                )
+                if probing:
+                    config._resume(self.env._("A probe delivery succeeded."))
+                continue
+            delivery._mark_failed(
+                result.outcome, values.get("error_message"), result, probing=probing
+            )
+            if result.outcome == "retryable" and not probing:
+                breakers |= config
+        for config in breakers:
             config._check_circuit_breaker()
-        return True
+        return handled
 
     def _mark_failed(self, outcome, error, result, probing=False):
         self.ensure_one()

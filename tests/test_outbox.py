@@ -1,5 +1,6 @@
 import json
 import random
+import time
 from datetime import timedelta
 
 from odoo import fields
@@ -214,6 +215,26 @@ class TestOutbox(BjApiSyncCase):
         self.assertIn("Only waiting or dead deliveries", str(caught.exception))
         list_action = self.env.ref("bj_api_sync.bj_api_sync_delivery_action_retry")
         self.assertEqual(list_action.binding_model_id.model, "bj.api.sync.delivery")
+
+    def test_concurrent_batch_respects_quota_and_order(self):
+        self.server.default = Reply(200, delay=0.4)
+        config = self.make_config(max_concurrency=4)
+        partners = self.make_partners(8)
+        rows = config._enqueue(partners, "manual")
+        again = config._enqueue(partners[0], "manual")
+        start = time.monotonic()
+        first_batch = self.Delivery._process_batch()
+        elapsed = time.monotonic() - start
+        self.assertEqual(first_batch, rows[:4], "at most max_concurrency rows")
+        self.assertLess(elapsed, 1.2, "the four requests went out together")
+        self.assertEqual(set(first_batch.mapped("state")), {"done"})
+        rest = self.Delivery._process_due()
+        self.assertEqual(rest, rows[4:] | again)
+        keys = [r.headers["Idempotency-Key"] for r in self.server.received]
+        self.assertEqual(len(set(keys)), 9)
+        self.assertLess(
+            keys.index(rows[0].idempotency_key), keys.index(again.idempotency_key)
+        )
 
     def test_per_record_order(self):
         config = self.make_config()
@@ -437,7 +458,9 @@ class TestOutbox(BjApiSyncCase):
 
     def test_circuit_breaker_pauses_probes_and_resumes(self):
         self.server.default = Reply(503)
-        config = self.make_config(circuit_threshold=3, max_attempts=50)
+        config = self.make_config(
+            circuit_threshold=3, max_attempts=50, max_concurrency=1
+        )
         partners = self.make_partners(4)
         rows = config._enqueue(partners, "manual")
         with self.assertLogs(OUTBOX_LOGGER, "WARNING") as logged:

@@ -15,12 +15,14 @@ import errno
 import http.client
 import logging
 import math
+import os
 import re
 import socket
 import ssl
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from urllib.parse import quote, urlencode, urlsplit
@@ -705,3 +707,46 @@ def send(request, session=None):
         url=url,
         location=location,
     )
+
+
+# ----------------------------------------------------------------------------
+# Concurrent sending
+# ----------------------------------------------------------------------------
+
+#: Worker threads that send HTTP requests for one process (sessions are pooled
+#: per thread, so these threads keep their keep-alive connections across calls).
+MAX_PARALLEL = 16
+
+_executor_lock = threading.Lock()
+_executor_state = {"pid": None, "executor": None}
+
+
+def _executor():
+    """The process's sender threads, recreated after a fork."""
+    with _executor_lock:
+        if _executor_state["pid"] != os.getpid() or not _executor_state["executor"]:
+            _executor_state["executor"] = ThreadPoolExecutor(
+                max_workers=MAX_PARALLEL, thread_name_prefix="bj_api_sync_http"
+            )
+            _executor_state["pid"] = os.getpid()
+        return _executor_state["executor"]
+
+
+def _send_pooled(pool, request, key):
+    return send(request, session=pool.get(key))
+
+
+def send_many(jobs, pool=None):
+    """Send several requests at once; return their results in the same order.
+
+    :param jobs: list of ``(OutboundRequest, session_key)``
+    :param pool: the :class:`SessionPool` to take sessions from (default pool)
+    """
+    pool = pool or DEFAULT_POOL
+    if len(jobs) <= 1:
+        return [_send_pooled(pool, request, key) for request, key in jobs]
+    executor = _executor()
+    futures = [
+        executor.submit(_send_pooled, pool, request, key) for request, key in jobs
+    ]
+    return [future.result() for future in futures]
