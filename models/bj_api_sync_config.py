@@ -13,6 +13,7 @@ from odoo.fields import Domain
 from odoo.tools import safe_eval as safe_eval_module
 from odoo.tools.safe_eval import safe_eval, wrap_module
 
+from ..exceptions import SyncError
 from ..tools import jsonenc, sandbox, transport
 from ..tools.redact import redact_headers, redact_text, redact_url
 
@@ -938,19 +939,41 @@ class BjApiSyncConfig(models.Model):
     def _send_unit(self, unit, timeout=None):
         """Send one unit (or record its build error); return log values."""
         self.ensure_one()
+        if not unit.get("error"):
+            try:
+                request = self._prepare_request(unit, timeout=timeout)
+            except SyncError as error:
+                unit["error"] = str(error)
         if unit.get("error"):
             return self._prepare_log_values(unit, None, None)
-        request = self._prepare_request(unit, timeout=timeout)
-        result = transport.send(request, session=self._get_session())
-        if result.outcome != "success":
-            _logger.info(
-                "bj_api_sync: %s %s for config %s: %s",
-                request.method,
-                redact_url(result.url or request.url),
-                self.id,
-                result.error,
-            )
+        [result] = self._send_prepared([(self, unit, request)])
         return self._prepare_log_values(unit, request, result)
+
+    @api.model
+    def _send_prepared(self, jobs):
+        """Send prepared requests (concurrently when several); return results.
+
+        :param jobs: list of ``(config, unit, request)``
+        """
+        results = transport.send_many(
+            [(request, config._session_key()) for config, _unit, request in jobs]
+        )
+        results = self._after_send(jobs, results)
+        for (config, _unit, request), result in zip(jobs, results, strict=True):
+            if result.outcome != "success":
+                _logger.info(
+                    "bj_api_sync: %s %s for config %s: %s",
+                    request.method,
+                    redact_url(result.url or request.url),
+                    config.id,
+                    result.error,
+                )
+        return results
+
+    @api.model
+    def _after_send(self, jobs, results):
+        """Hook to react to results (e.g. renew a token on 401 and send again)."""
+        return results
 
     def _prepare_log_values(self, unit, request, result):
         """Values of the ``bj.api.log`` row for one request, secrets removed."""

@@ -9,7 +9,8 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import SQL
 
-from ..tools import jsonenc, transport
+from ..exceptions import RetryableSyncError, SyncError
+from ..tools import jsonenc
 
 _logger = logging.getLogger(__name__)
 
@@ -338,12 +339,26 @@ class BjApiSyncDelivery(models.Model):
                 )
                 continue
             unit = delivery._prepare_unit()
-            request = config._prepare_request(unit)
+            try:
+                request = config._prepare_request(unit)
+            except SyncError as error:
+                unit["error"] = str(error)
+                values = config._prepare_log_values(unit, None, None)
+                values["delivery_id"] = delivery.id
+                self.env["bj.api.log"].sudo().create(values)
+                retryable = isinstance(error, RetryableSyncError)
+                delivery._mark_failed(
+                    "retryable" if retryable else "permanent",
+                    values["error_message"],
+                    None,
+                    probing=probing,
+                )
+                continue
             jobs.append((delivery, unit, request, probing))
-        results = transport.send_many(
+        results = self.env["bj.api.sync.config"]._send_prepared(
             [
-                (request, delivery.config_id._session_key())
-                for delivery, _u, request, _p in jobs
+                (delivery.config_id, unit, request)
+                for delivery, unit, request, _p in jobs
             ]
         )
         log_values = []
