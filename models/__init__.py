@@ -4,6 +4,7 @@ from . import bj_api_sync_param
 from . import bj_api_sync_config_line
 from . import bj_api_sync_config
 from . import bj_api_sync_config_outbox
+from . import bj_api_sync_config_auth
 from . import bj_api_sync_delivery
 from . import bj_api_log
 from . import bj_api_sync_preview

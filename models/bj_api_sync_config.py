@@ -800,7 +800,7 @@ class BjApiSyncConfig(models.Model):
             "Idempotency-Key": idempotency_key,
         }
         lower = {k.lower(): k for k in headers}
-        for header in self.header_ids:
+        for header in self.sudo().header_ids:
             existing = lower.pop(header.key.strip().lower(), None)
             if existing:
                 headers.pop(existing)
@@ -834,7 +834,7 @@ class BjApiSyncConfig(models.Model):
             secrets.append(
                 base64.b64encode(f"{login}:{config.auth_password}".encode()).decode()
             )
-        secrets += [h.value for h in self.header_ids if h.is_secret]
+        secrets += [h.value for h in config.header_ids if h.is_secret]
         return [s for s in secrets if s]
 
     def _prepare_request(self, unit, timeout=None):

@@ -14,7 +14,13 @@ class BjApiSyncHeader(models.Model):
     )
     sequence = fields.Integer(default=10)
     key = fields.Char(string="Header", required=True)
-    value = fields.Char()
+    value = fields.Char(groups="bj_api_sync.group_bj_api_manager")
+    display_value = fields.Char(
+        string="Value ",
+        compute="_compute_display_value",
+        help="The value as users without the manager right see it: secret-looking "
+        "headers are masked.",
+    )
     is_secret = fields.Boolean(
         compute="_compute_is_secret",
         help="Headers whose name looks like a credential are masked in logs "
@@ -26,6 +32,12 @@ class BjApiSyncHeader(models.Model):
         for header in self:
             name = header.key or ""
             header.is_secret = bool(name) and redact_headers({name: "x"})[name] != "x"
+
+    @api.depends("key", "is_secret")
+    def _compute_display_value(self):
+        for header in self:
+            value = header.sudo().value or ""
+            header.display_value = "***" if (header.is_secret and value) else value
 
     @api.constrains("key")
     def _check_key(self):

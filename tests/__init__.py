@@ -3,3 +3,4 @@ from . import test_send
 from . import test_bad_input
 from . import test_actions
 from . import test_outbox
+from . import test_auth

@@ -20,6 +20,7 @@ class Reply:
     headers: dict = field(default_factory=dict)
     delay: float = 0.0
     drop: bool = False
+    echo: bool = False  # answer with the request's headers and body, as JSON
 
 
 @dataclass
@@ -83,6 +84,13 @@ class ScriptedServer:
                 payload = (
                     reply.body.encode() if isinstance(reply.body, str) else reply.body
                 )
+                if reply.echo:
+                    payload = json.dumps(
+                        {
+                            "headers": dict(self.headers.items()),
+                            "body": body.decode(errors="replace"),
+                        }
+                    ).encode()
                 try:
                     self.send_response(reply.status)
                     for key, value in reply.headers.items():
