@@ -7,6 +7,4 @@ from . import bj_api_sync_config_outbox
 from . import bj_api_sync_config_auth
 from . import bj_api_sync_delivery
 from . import bj_api_log
-from . import bj_api_sync_preview
-from . import bj_api_sync_automate
 from . import ir_actions_server

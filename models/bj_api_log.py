@@ -20,7 +20,6 @@ class BjApiLog(models.Model):
     )
     delivery_id = fields.Many2one(
         "bj.api.sync.delivery",
-        string="Delivery",
         index="btree_not_null",
         ondelete="set null",
     )
@@ -29,10 +28,10 @@ class BjApiLog(models.Model):
     res_ids = fields.Char(string="Record IDs")
     request_method = fields.Char(string="Method")
     request_url = fields.Char(string="URL")
-    request_headers = fields.Text(string="Request Headers")
-    request_body = fields.Text(string="Request Body")
+    request_headers = fields.Text()
+    request_body = fields.Text()
     status_code = fields.Integer(string="Status", index=True)
-    response_body = fields.Text(string="Response Body")
+    response_body = fields.Text()
     duration_ms = fields.Integer(string="Duration (ms)")
     attempts = fields.Integer(
         help="HTTP attempts made for this request, quick retries included."

@@ -78,7 +78,7 @@ class BjApiSyncConfig(models.Model):
     name = fields.Char(required=True, tracking=True)
     sequence = fields.Integer(default=10)
     active = fields.Boolean(default=True, tracking=True)
-    company_id = fields.Many2one("res.company", string="Company", index=True)
+    company_id = fields.Many2one("res.company", index=True)
     request_type = fields.Selection(
         [("in", "In"), ("out", "Out")],
         required=True,
@@ -88,7 +88,6 @@ class BjApiSyncConfig(models.Model):
     )
     model_id = fields.Many2one(
         "ir.model",
-        string="Model",
         required=True,
         ondelete="cascade",
         tracking=True,
@@ -98,7 +97,6 @@ class BjApiSyncConfig(models.Model):
         related="model_id.model", store=True, string="Model Name", index=True
     )
     filter_domain = fields.Char(
-        string="Filter Domain",
         default="[]",
         tracking=True,
         help="Only records matching this domain are sent. May use datetime, "
@@ -120,7 +118,7 @@ class BjApiSyncConfig(models.Model):
     connect_timeout = fields.Float(
         string="Connection Timeout", default=5.0, help="Seconds."
     )
-    read_timeout = fields.Float(string="Read Timeout", default=15.0, help="Seconds.")
+    read_timeout = fields.Float(default=15.0, help="Seconds.")
     auth_type = fields.Selection(
         [("none", "None"), ("basic", "Basic Auth"), ("bearer", "Bearer Token")],
         string="Authorization Type",
@@ -132,9 +130,7 @@ class BjApiSyncConfig(models.Model):
     auth_password = fields.Char(
         string="Password", groups="bj_api_sync.group_bj_api_manager", copy=False
     )
-    bearer_token = fields.Char(
-        string="Bearer Token", groups="bj_api_sync.group_bj_api_manager", copy=False
-    )
+    bearer_token = fields.Char(groups="bj_api_sync.group_bj_api_manager", copy=False)
     header_ids = fields.One2many(
         "bj.api.sync.header", "config_id", string="Headers", copy=True
     )
@@ -145,12 +141,10 @@ class BjApiSyncConfig(models.Model):
         "bj.api.sync.config.line", "config_id", string="Field Mappings", copy=True
     )
     python_script = fields.Text(
-        string="Python Script",
         help="Transforms the whole payload. Available: env, model, records, "
         "request_data, datetime, timedelta, json. Set `result` to replace the body.",
     )
     is_paginated = fields.Boolean(
-        string="Is Paginated",
         help="Send records in pages: one request per page, body = JSON array.",
     )
     page_size = fields.Integer(default=100)
@@ -336,7 +330,9 @@ class BjApiSyncConfig(models.Model):
                 )
             ) from None
         except sandbox.ImportRefused as error:
-            raise ValidationError(f"{label}: {error}") from None
+            raise ValidationError(
+                self.env._("%(label)s: %(error)s", label=label, error=error)
+            ) from None
         tree = ast.parse(rewritten, mode="exec")
         for node in ast.walk(tree):
             name = None
@@ -362,7 +358,9 @@ class BjApiSyncConfig(models.Model):
                 safe_eval_module._SAFE_OPCODES, code_obj, rewritten
             )
         except (SyntaxError, TypeError, ValueError, NameError) as error:
-            raise ValidationError(f"{label}: {error}") from None
+            raise ValidationError(
+                self.env._("%(label)s: %(error)s", label=label, error=error)
+            ) from None
 
     # ------------------------------------------------------------------
     # CRUD

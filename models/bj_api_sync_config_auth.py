@@ -58,7 +58,6 @@ class BjApiSyncConfig(models.Model):
         string="Token Expires", copy=False, readonly=True
     )
     sign_requests = fields.Boolean(
-        string="Sign Requests",
         help="Add Standard Webhooks headers (webhook-id, webhook-timestamp, "
         "webhook-signature) so the receiver can check the sender and the body.",
     )

@@ -81,13 +81,10 @@ class TestOutbox(BjApiSyncCase):
     def test_rollback_leaves_nothing(self):
         config = self.make_config()
         before = self.Delivery.search_count([])
-        try:
-            with self.env.cr.savepoint():
-                config._enqueue(self.partner, "manual")
-                self.assertEqual(self.Delivery.search_count([]), before + 1)
-                raise RuntimeError("rollback")
-        except RuntimeError:
-            pass
+        with self.assertRaises(RuntimeError), self.env.cr.savepoint():
+            config._enqueue(self.partner, "manual")
+            self.assertEqual(self.Delivery.search_count([]), before + 1)
+            raise RuntimeError("rollback")
         self.assertEqual(self.Delivery.search_count([]), before)
         self.assertFalse(self.Delivery._process_due())
         self.assertFalse(self.server.received)

@@ -491,7 +491,7 @@ def _response_encoding(response):
         try:
             return codecs.lookup(match.group(1)).name
         except LookupError:
-            pass
+            return "utf-8"  # unknown charset: decode as UTF-8, replacing errors
     return "utf-8"
 
 
