@@ -28,6 +28,9 @@ passed=0
 failed=0
 problems=()
 mkdir -p "$BJ_RUN_DIR"
+# Keep the 20 newest Odoo logs of earlier runs.
+find "$BJ_RUN_DIR" -maxdepth 1 -name 'odoo-*-bjtest_*.log' -printf '%T@ %p\n' |
+    sort -rn | tail -n +21 | cut -d' ' -f2- | xargs -r rm -f
 
 closed=
 closing_line() {
@@ -63,12 +66,11 @@ EOF
 # --- plain tests ----------------------------------------------------------------------
 
 run_plain() {
-    local junit=$BJ_RUN_DIR/plain-junit.xml rc=0 p f s
+    local junit=$BJ_RUN_DIR/plain-junit-$$.xml rc=0 p f s
     if [[ ! -d $BJ_ADDON_DIR/tests_plain ]]; then
         say "No tests_plain/ folder: no plain tests."
         return
     fi
-    rm -f "$junit"
     say "=== Plain tests: $PYTHON -m pytest tests_plain -q"
     # -p no:odoo: pytest-odoo, when installed, imports odoo at load time.
     # --rootdir=tests_plain: else pytest collects the checkout (it has __init__.py) as a
@@ -86,6 +88,7 @@ run_plain() {
     esac
     [[ -f $junit ]] || return 0
     read -r p f s < <(junit_counts "$junit")
+    rm -f "$junit"
     say "Plain tests: passed=$p failed=$f skipped=$s"
     passed=$((passed + p))
     failed=$((failed + f))
@@ -216,8 +219,7 @@ addons_path = $(addons_path)
 data_dir = $BJ_RUN_DIR/odoo-data
 http_interface = 127.0.0.1
 EOF
-    junit=$BJ_RUN_DIR/pytest-odoo-junit.xml
-    rm -f "$junit"
+    junit=$BJ_RUN_DIR/pytest-odoo-junit-$$.xml
     say "=== pytest-odoo: $PYTHON -m pytest --odoo-database=$test_db --odoo-config=$conf $BJ_ADDON_NAME/tests"
     # pytest-odoo names test modules after the path given: run from the folder holding the
     # addon so they import as odoo.addons.<addon>.tests.*.
@@ -228,6 +230,7 @@ EOF
     rm -f "$conf"
     if [[ -f $junit ]]; then
         read -r p f s < <(junit_counts "$junit")
+        rm -f "$junit"
         say "pytest-odoo: passed=$p failed=$f skipped=$s"
         passed=$((passed + p))
         failed=$((failed + f))

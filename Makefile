@@ -1,0 +1,37 @@
+# Developer commands of bj_api_sync. `make` or `make help` lists them.
+# Odoo 19.0 is found through ODOO_SRC or the importable `odoo` package; PostgreSQL is
+# reused on 127.0.0.1:$(PGPORT) or started privately under .pgdata/ (see scripts/devenv.sh).
+# To add a target: give it a `## description` comment and list it in .PHONY.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+export PYTHON
+
+.PHONY: help run test test-plain test-odoo test-pytest lint
+
+help: ## Show the targets
+	@echo "Targets:"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+run: ## Odoo with demo data on http://127.0.0.1:8069 (db bj_demo, admin/admin) + receiver on :8070
+	@bash scripts/run_demo.sh
+
+test: ## All tests: plain (pytest tests_plain), then Odoo's when Odoo 19.0 is found
+	@bash scripts/run_tests.sh
+
+test-plain: ## Only the Odoo-free tests (pytest tests_plain)
+	@bash scripts/run_tests.sh --plain
+
+test-odoo: ## Only the Odoo tests, in a fresh database (odoo-bin --test-enable)
+	@bash scripts/run_tests.sh --odoo
+
+test-pytest: ## The Odoo tests through pytest-odoo, in a fresh database
+	@bash scripts/run_tests.sh --pytest-odoo
+
+# .addons holds a symlink back to the checkout; .pgdata belongs to postgres.
+LINT_EXCLUDE := --extend-exclude .addons,.pgdata,.run
+
+lint: ## ruff check + ruff format --check (settings in ruff.toml)
+	$(PYTHON) -m ruff check $(LINT_EXCLUDE) .
+	$(PYTHON) -m ruff format --check $(LINT_EXCLUDE) .
