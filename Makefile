@@ -8,7 +8,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 export PYTHON
 
-.PHONY: help run test test-plain test-odoo test-pytest lint
+.PHONY: help run test test-plain test-odoo test-pytest lint e2e bench
 
 help: ## Show the targets
 	@echo "Targets:"
@@ -29,9 +29,19 @@ test-odoo: ## Only the Odoo tests, in a fresh database (odoo-bin --test-enable)
 test-pytest: ## The Odoo tests through pytest-odoo, in a fresh database
 	@bash scripts/run_tests.sh --pytest-odoo
 
+e2e: ## End-to-end outbox check: real Odoo server, cron threads, receiver (~10 min)
+	$(PYTHON) e2e/run_e2e.py
+
+bench: ## Benchmarks B0-B6 on a fresh database; writes bench/RESULTS.md (~15 min)
+	$(PYTHON) bench/run_bench.py
+
 # .addons holds a symlink back to the checkout; .pgdata belongs to postgres.
 LINT_EXCLUDE := --extend-exclude .addons,.pgdata,.run
 
-lint: ## ruff check + ruff format --check (settings in ruff.toml)
+lint: ## ruff check + ruff format --check (ruff.toml); pylint-odoo when installed (.pylintrc)
 	$(PYTHON) -m ruff check $(LINT_EXCLUDE) .
 	$(PYTHON) -m ruff format --check $(LINT_EXCLUDE) .
+	@if $(PYTHON) -c 'import pylint_odoo' 2>/dev/null; then \
+		bash scripts/devenv.sh addons-path >/dev/null && \
+		cd .addons && $(PYTHON) -m pylint --rcfile=../.pylintrc bj_api_sync; \
+	else echo "pylint-odoo not installed: skipped (pip install pylint-odoo)"; fi
