@@ -53,6 +53,19 @@ class BjApiSyncConfigLine(models.Model):
         help="Marks the value that identifies the record on the external side.",
     )
 
+    @api.model_create_multi
+    def create(self, vals_list):
+        self.env.registry.clear_cache()  # cached payload plans
+        return super().create(vals_list)
+
+    def write(self, vals):
+        self.env.registry.clear_cache()
+        return super().write(vals)
+
+    def unlink(self):
+        self.env.registry.clear_cache()
+        return super().unlink()
+
     # ------------------------------------------------------------------
     # Path helpers
     # ------------------------------------------------------------------
