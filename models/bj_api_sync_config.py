@@ -989,6 +989,10 @@ class BjApiSyncConfig(models.Model):
         # per call), so one per configuration and thread is enough.
         return (self.env.cr.dbname, self.id)
 
+    def _concurrency_limit(self):
+        """Requests of this configuration that may be in flight at once."""
+        return 1
+
     def _get_session(self):
         return transport.DEFAULT_POOL.get(self._session_key())
 
@@ -1070,13 +1074,19 @@ class BjApiSyncConfig(models.Model):
         """Send prepared requests (concurrently when several); return results.
 
         :param jobs: list of ``(config, unit, request)``
+        :return: one result per job, ``None`` for a request left unsent after a
+            retryable failure of the same configuration (see ``send_many``)
         """
         results = transport.send_many(
-            [(request, config._session_key()) for config, _unit, request in jobs]
+            [(request, config._session_key()) for config, _unit, request in jobs],
+            limits={
+                config._session_key(): config._concurrency_limit()
+                for config, _unit, _request in jobs
+            },
         )
         results = self._after_send(jobs, results)
         for (config, _unit, request), result in zip(jobs, results, strict=True):
-            if result.outcome != "success":
+            if result and result.outcome != "success":
                 _logger.info(
                     "bj_api_sync: %s %s for config %s: %s",
                     request.method,

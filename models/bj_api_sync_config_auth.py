@@ -394,7 +394,7 @@ class BjApiSyncConfig(models.Model):
         for index, ((config, _unit, request), result) in enumerate(
             zip(jobs, results, strict=True)
         ):
-            if result.status_code != 401 or config.auth_type != "oauth2":
+            if not result or result.status_code != 401 or config.auth_type != "oauth2":
                 continue
             try:
                 token = config._get_oauth2_token(force=True)

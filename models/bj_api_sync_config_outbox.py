@@ -335,6 +335,9 @@ class BjApiSyncConfig(models.Model):
     # Triggers
     # ------------------------------------------------------------------
 
+    def _concurrency_limit(self):
+        return self.max_concurrency if self.delivery_mode == "queued" else 1
+
     def _trigger_records(self, records, event="manual"):
         """Entry point of every trigger: queue or send ``records`` per the mode."""
         self.ensure_one()

@@ -19,8 +19,9 @@ RETRY_BASE_SECONDS = 30
 RETRY_MAX_SECONDS = 6 * 3600
 RETRY_JITTER = 0.2
 RETRY_AFTER_MAX_SECONDS = 24 * 3600
-#: Deliveries claimed and sent together by one cron worker.
-BATCH_SIZE = 16
+#: Deliveries claimed together by one cron worker, then sent with at most each
+#: configuration's ``max_concurrency`` requests in flight, and committed at once.
+BATCH_SIZE = 64
 
 OPEN_STATES = ("pending", "retrying")
 CLOSED_STATES = ("done", "dead", "cancelled")
@@ -203,7 +204,7 @@ class BjApiSyncDelivery(models.Model):
                            row_number() OVER (PARTITION BY d.config_id ORDER BY d.id)
                                AS rank,
                            CASE WHEN c.sync_state = 'paused' THEN 1
-                                ELSE GREATEST(c.max_concurrency, 1) END AS quota
+                                ELSE %(limit)s END AS quota
                       FROM bj_api_sync_delivery d
                       JOIN bj_api_sync_config c ON c.id = d.config_id
                      WHERE d.state IN ('pending', 'retrying')
@@ -361,17 +362,23 @@ class BjApiSyncDelivery(models.Model):
                 for delivery, unit, request, _p in jobs
             ]
         )
+        # Rows left unsent (their configuration's receiver just failed) stay as
+        # they are: no attempt is counted, the next batch takes them again.
+        sent = [
+            (job, result) for job, result in zip(jobs, results, strict=True) if result
+        ]
+        handled -= self.browse(
+            [job[0].id for job, result in zip(jobs, results, strict=True) if not result]
+        )
         log_values = []
-        for (delivery, unit, request, _probing), result in zip(
-            jobs, results, strict=True
-        ):
+        for (delivery, unit, request, _probing), result in sent:
             values = delivery.config_id._prepare_log_values(unit, request, result)
             values["delivery_id"] = delivery.id
             log_values.append(values)
         self.env["bj.api.log"].sudo().create(log_values)
         breakers = self.env["bj.api.sync.config"]
-        for (delivery, _unit, _request, probing), result, values in zip(
-            jobs, results, log_values, strict=True
+        for ((delivery, _unit, _request, probing), result), values in zip(
+            sent, log_values, strict=True
         ):
             config = delivery.config_id
             if result.outcome == "success":

@@ -48,6 +48,8 @@ class ScriptedServer:
         self.replies = deque()
         self.default = Reply()
         self.received = []
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.lock = threading.Lock()
         server = self
 
@@ -75,6 +77,15 @@ class ScriptedServer:
                     reply = (
                         server.replies.popleft() if server.replies else server.default
                     )
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    self._answer(reply, body)
+                finally:
+                    with server.lock:
+                        server.in_flight -= 1
+
+            def _answer(self, reply, body):
                 if reply.delay:
                     time.sleep(reply.delay)
                 if reply.drop:
@@ -130,6 +141,7 @@ class ScriptedServer:
         with self.lock:
             self.replies.clear()
             self.received.clear()
+            self.max_in_flight = 0
             self.default = Reply()
 
 

@@ -690,3 +690,39 @@ def test_untrusted_certificate_is_permanent(self_signed_server):
     assert result.outcome == "permanent"
     assert result.attempts == 1
     assert result.error.startswith("SSL certificate verification failed")
+
+
+def test_send_many_lanes_bound_concurrency(scripted_server):
+    for _i in range(6):
+        scripted_server.script(Reply(200, delay=0.3))
+    jobs = [(make_request(scripted_server.url + f"/{i}"), "cfg-a") for i in range(6)]
+    start = time.monotonic()
+    results = transport.send_many(jobs, limits={"cfg-a": 3})
+    elapsed = time.monotonic() - start
+    assert [r.outcome for r in results] == ["success"] * 6
+    assert 0.55 < elapsed < 1.2, "6 requests in 3 lanes: two rounds of 0.3 s"
+    assert sorted(r.path for r in scripted_server.received) == [
+        f"/{i}" for i in range(6)
+    ]
+
+
+def test_send_many_lane_stops_after_retryable_failure(scripted_server):
+    scripted_server.script(Reply(503), Reply(200), Reply(200))
+    jobs = [
+        (make_request(scripted_server.url + f"/{i}", max_retries=0), "k")
+        for i in range(3)
+    ]
+    results = transport.send_many(jobs, limits={"k": 1})
+    assert results[0].outcome == "retryable"
+    assert results[1:] == [None, None], "the rest of the lane is left unsent"
+    assert len(scripted_server.received) == 1
+
+
+def test_send_many_keys_run_in_parallel(scripted_server):
+    for _i in range(4):
+        scripted_server.script(Reply(200, delay=0.3))
+    jobs = [(make_request(scripted_server.url + "/x"), f"cfg-{i}") for i in range(4)]
+    start = time.monotonic()
+    results = transport.send_many(jobs)
+    assert all(r.outcome == "success" for r in results)
+    assert time.monotonic() - start < 0.55, "one lane per key, keys in parallel"

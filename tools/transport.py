@@ -736,17 +736,52 @@ def _send_pooled(pool, request, key):
     return send(request, session=pool.get(key))
 
 
-def send_many(jobs, pool=None):
-    """Send several requests at once; return their results in the same order.
+def _send_lane(pool, jobs):
+    """Send one after the other; after a retryable failure the rest of the lane
+    is not sent (``None``): a receiver in trouble gets one failed attempt per
+    lane, not a burst."""
+    results = []
+    for request, key in jobs:
+        result = _send_pooled(pool, request, key)
+        results.append(result)
+        if result.outcome == RETRYABLE:
+            results += [None] * (len(jobs) - len(results))
+            break
+    return results
+
+
+def send_many(jobs, pool=None, limits=None):
+    """Send several requests; return their results in the same order.
+
+    Requests sharing a session key are spread over at most ``limits[key]``
+    lanes (default 1) that run at the same time, each lane sending its share
+    one after the other — so one receiver never gets more than its limit of
+    concurrent requests, while several receivers are served in parallel. A lane
+    stops at its first retryable failure: the requests it did not send get
+    ``None`` instead of a result.
 
     :param jobs: list of ``(OutboundRequest, session_key)``
     :param pool: the :class:`SessionPool` to take sessions from (default pool)
+    :param limits: ``{session_key: max concurrent requests}``
     """
     pool = pool or DEFAULT_POOL
-    if len(jobs) <= 1:
-        return [_send_pooled(pool, request, key) for request, key in jobs]
+    limits = limits or {}
+    groups = {}
+    for index, (_request, key) in enumerate(jobs):
+        groups.setdefault(key, []).append(index)
+    lanes = []
+    for key, indexes in groups.items():
+        width = max(1, min(int(limits.get(key) or 1), len(indexes)))
+        lanes += [indexes[start::width] for start in range(width)]
+    if len(lanes) <= 1:
+        return _send_lane(pool, jobs)
     executor = _executor()
     futures = [
-        executor.submit(_send_pooled, pool, request, key) for request, key in jobs
+        (lane, executor.submit(_send_lane, pool, [jobs[i] for i in lane]))
+        for lane in lanes
     ]
-    return [future.result() for future in futures]
+    results = [None] * len(jobs)
+    for lane, future in futures:
+        for index, result in zip(lane, future.result(), strict=True):
+            results[index] = result
+    return results
