@@ -357,11 +357,17 @@ class BjApiSyncConfig(models.Model):
         if self.sync_mode == "changed" and self.last_sync_at and event == "cron":
             domain &= Domain("write_date", ">", self.last_sync_at)
         model = self.env[self.model_name]
-        ids = model.search(domain, order="id").ids
         size = max(self.page_size, 100) if self.is_paginated else 200
         ok = True
-        for start in range(0, len(ids), size):
-            chunk = model.browse(ids[start : start + size])
+        last_id = 0
+        while True:
+            # Keyset pagination: never hold the full id list of a large model.
+            chunk = model.search(
+                domain & Domain("id", ">", last_id), order="id", limit=size
+            )
+            if not chunk:
+                break
+            last_id = chunk.ids[-1]
             result = self._trigger_records(chunk, event)
             if result._name == "bj.api.log":
                 ok &= all(state == "success" for state in result.mapped("state"))
