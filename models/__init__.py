@@ -8,3 +8,4 @@ from . import bj_api_sync_config_auth
 from . import bj_api_sync_delivery
 from . import bj_api_log
 from . import ir_actions_server
+from . import base_automation
