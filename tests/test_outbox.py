@@ -3,7 +3,7 @@ import random
 import time
 from datetime import timedelta
 
-from odoo import fields
+from odoo import Command, fields
 from odoo.exceptions import UserError
 from odoo.tests import tagged
 
@@ -311,6 +311,42 @@ class TestOutbox(BjApiSyncCase):
         self.commit_hooks()
         rows = self.deliveries(config)
         self.assertEqual(rows.mapped("event"), ["create", "write"])
+
+    def test_automation_trigger_fields_are_respected(self):
+        config = self.make_config(filter_domain="[('ref', '=', 'AUTO')]")
+        automation = self.automate(config, "on_create_or_write")
+        email_field = self.env["ir.model.fields"]._get("res.partner", "email")
+        automation.trigger_field_ids = [Command.set(email_field.ids)]
+        partner = self.env["res.partner"].create({"name": "t1", "ref": "AUTO"})
+        self.commit_hooks()
+        self.assertEqual(len(self.deliveries(config)), 1, "a creation always counts")
+        self.env.cr.postcommit.data.clear()
+        partner.name = "t2"  # not a trigger field
+        self.commit_hooks()
+        self.assertEqual(len(self.deliveries(config)), 1)
+        partner.email = "t@example.com"
+        self.commit_hooks()
+        self.assertEqual(len(self.deliveries(config)), 2)
+
+    def test_automation_with_other_actions_runs_per_record(self):
+        config = self.make_config(filter_domain="[('ref', '=', 'AUTO')]")
+        automation = self.automate(config, "on_create")
+        automation.action_server_ids = [
+            Command.create(
+                {
+                    "name": "Tag it",
+                    "model_id": self.partner_model.id,
+                    "state": "code",
+                    "code": "record.write({'comment': 'tagged'})",
+                    "usage": "base_automation",
+                }
+            )
+        ]
+        partner = self.env["res.partner"].create({"name": "m", "ref": "AUTO"})
+        self.commit_hooks()
+        self.assertEqual(str(partner.comment), "<p>tagged</p>")
+        rows = self.deliveries(config)
+        self.assertEqual(rows.mapped("event"), ["create"])
 
     def test_savepoint_flush_still_coalesces(self):
         config = self.make_config(filter_domain="[('ref', '=', 'AUTO')]")
