@@ -1101,11 +1101,15 @@ class BjApiSyncConfig(models.Model):
         """Hook to react to results (e.g. renew a token on 401 and send again)."""
         return results
 
-    def _prepare_log_values(self, unit, request, result):
-        """Values of the ``bj.api.log`` row for one request, secrets removed."""
+    def _prepare_log_values(self, unit, request, result, secrets=None):
+        """Values of the ``bj.api.log`` row for one request, secrets removed.
+
+        :param secrets: this configuration's secrets when the caller has them
+        """
         self.ensure_one()
         records = unit["records"]
-        secrets = self._get_secrets()
+        if secrets is None:
+            secrets = self._get_secrets()
         values = {
             "config_id": self.id,
             "res_model": records._name,

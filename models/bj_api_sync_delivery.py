@@ -371,27 +371,26 @@ class BjApiSyncDelivery(models.Model):
             [job[0].id for job, result in zip(jobs, results, strict=True) if not result]
         )
         log_values = []
+        secrets = {}
         for (delivery, unit, request, _probing), result in sent:
-            values = delivery.config_id._prepare_log_values(unit, request, result)
+            config = delivery.config_id
+            if config.id not in secrets:
+                secrets[config.id] = config._get_secrets()
+            values = config._prepare_log_values(
+                unit, request, result, secrets=secrets[config.id]
+            )
             values["delivery_id"] = delivery.id
             log_values.append(values)
         self.env["bj.api.log"].sudo().create(log_values)
         breakers = self.env["bj.api.sync.config"]
+        delivered = {}  # (attempt_count, status) -> deliveries, written together
         for ((delivery, _unit, _request, probing), result), values in zip(
             sent, log_values, strict=True
         ):
             config = delivery.config_id
             if result.outcome == "success":
-                delivery.write(
-                    {
-                        "state": "done",
-                        "attempt_count": delivery.attempt_count + 1,
-                        "done_at": fields.Datetime.now(),
-                        "last_status_code": result.status_code,
-                        "last_error": False,
-                        "next_attempt_at": False,
-                    }
-                )
+                key = (delivery.attempt_count + 1, result.status_code)
+                delivered[key] = delivered.get(key, self.browse()) | delivery
                 if probing:
                     config._resume(self.env._("A probe delivery succeeded."))
                 continue
@@ -400,6 +399,18 @@ class BjApiSyncDelivery(models.Model):
             )
             if result.outcome == "retryable" and not probing:
                 breakers |= config
+        now = fields.Datetime.now()
+        for (attempts, status), deliveries in delivered.items():
+            deliveries.write(
+                {
+                    "state": "done",
+                    "attempt_count": attempts,
+                    "done_at": now,
+                    "last_status_code": status,
+                    "last_error": False,
+                    "next_attempt_at": False,
+                }
+            )
         for config in breakers:
             config._check_circuit_breaker()
         return handled
