@@ -60,8 +60,16 @@ class BjApiLog(models.Model):
         values = dict(values)
         headers = values.get("request_headers")
         if isinstance(headers, dict):
-            values["request_headers"] = json.dumps(
-                redact_headers(headers), indent=2, ensure_ascii=False
+            # One "name": "value" per line, built with the C encoder (the
+            # indenting pure-Python one leaves reference cycles behind).
+            values["request_headers"] = (
+                "{\n"
+                + ",\n".join(
+                    f"  {json.dumps(k, ensure_ascii=False)}: "
+                    f"{json.dumps(v, ensure_ascii=False)}"
+                    for k, v in redact_headers(headers).items()
+                )
+                + "\n}"
             )
         if values.get("request_url"):
             values["request_url"] = redact_url(values["request_url"])
