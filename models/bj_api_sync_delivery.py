@@ -381,7 +381,8 @@ class BjApiSyncDelivery(models.Model):
             )
             values["delivery_id"] = delivery.id
             log_values.append(values)
-        self.env["bj.api.log"].sudo().create(log_values)
+        self.env["bj.api.log"].sudo()._insert_batch(log_values)
+        self.invalidate_recordset(["log_ids", "log_count"])
         breakers = self.env["bj.api.sync.config"]
         delivered = {}  # (attempt_count, status) -> deliveries, written together
         for ((delivery, _unit, _request, probing), result), values in zip(
