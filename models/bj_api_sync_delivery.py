@@ -183,53 +183,81 @@ class BjApiSyncDelivery(models.Model):
         if cron:
             cron.sudo()._trigger()
 
+    def _due_query(self, select, limit=None):
+        """Rows that may go now, in creation order.
+
+        A row may go when it waits (pending/retrying), its time has come, its
+        configuration is active (or paused with a probe due), and no older row of
+        the same configuration and record waits for a later time. ``behind`` tells
+        whether an older row of the same record is itself due (it goes first).
+        """
+        return SQL(
+            """
+            SELECT %(select)s
+              FROM bj_api_sync_delivery d
+              JOIN bj_api_sync_config c ON c.id = d.config_id
+             WHERE d.state IN ('pending', 'retrying')
+               AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= %(now)s)
+               AND c.active
+               AND (c.sync_state = 'active'
+                    OR (c.sync_state = 'paused' AND c.next_probe_at <= %(now)s))
+               AND NOT EXISTS (
+                    SELECT 1 FROM bj_api_sync_delivery o
+                     WHERE o.config_id = d.config_id
+                       AND o.res_id = d.res_id
+                       AND o.id < d.id
+                       AND o.state IN ('pending', 'retrying')
+                       AND o.next_attempt_at > %(now)s)
+             %(tail)s
+            """,
+            select=select,
+            now=fields.Datetime.now(),
+            tail=SQL("ORDER BY d.id LIMIT %s", limit) if limit else SQL(""),
+        )
+
     @api.model
     def _claim_batch(self, limit=BATCH_SIZE):
-        """Lock and return the next due deliveries (at most ``limit``).
+        """Lock and return the next deliveries to send (at most ``limit``).
 
-        A row is due when it waits (pending/retrying), its time has come, its
-        configuration is active (or paused with a probe due: then one row only),
-        and no older row of the same configuration and record is still waiting.
-        Each configuration gives at most ``max_concurrency`` rows. Rows locked by
-        another worker are skipped, so two workers never send the same row.
+        Each configuration contributes its due rows in creation order, up to the
+        first row that waits behind an older row of the same record (that one
+        goes in a later batch): so a backlog goes out in order, per record and
+        across records. A paused configuration contributes one probe. Rows locked
+        by another worker are skipped, so two workers never send the same row.
         """
         # The claim reads the tables directly: write pending ORM changes first.
         self.env["bj.api.sync.config"].flush_model()
         self.flush_model()
-        candidates = self.env.execute_query(
-            SQL(
-                """
-                SELECT id FROM (
-                    SELECT d.id,
-                           row_number() OVER (PARTITION BY d.config_id ORDER BY d.id)
-                               AS rank,
-                           CASE WHEN c.sync_state = 'paused' THEN 1
-                                ELSE %(limit)s END AS quota
-                      FROM bj_api_sync_delivery d
-                      JOIN bj_api_sync_config c ON c.id = d.config_id
-                     WHERE d.state IN ('pending', 'retrying')
-                       AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= %(now)s)
-                       AND c.active
-                       AND (c.sync_state = 'active'
-                            OR (c.sync_state = 'paused' AND c.next_probe_at <= %(now)s))
-                       AND NOT EXISTS (
-                            SELECT 1 FROM bj_api_sync_delivery o
-                             WHERE o.config_id = d.config_id
-                               AND o.res_id = d.res_id
-                               AND o.id < d.id
-                               AND o.state IN ('pending', 'retrying'))
-                ) due
-                 WHERE rank <= quota
-                 ORDER BY id
-                 LIMIT %(limit)s
-                """,
-                now=fields.Datetime.now(),
-                limit=limit,
+        rows = self.env.execute_query(
+            self._due_query(
+                SQL(
+                    """d.id, d.config_id, c.sync_state = 'paused',
+                    EXISTS (
+                        SELECT 1 FROM bj_api_sync_delivery o
+                         WHERE o.config_id = d.config_id
+                           AND o.res_id = d.res_id
+                           AND o.id < d.id
+                           AND o.state IN ('pending', 'retrying'))"""
+                ),
+                limit=limit * 4,
             )
         )
-        if not candidates:
+        taken, closed = [], set()
+        for delivery_id, config_id, paused, behind in rows:
+            if config_id in closed:
+                continue
+            if behind:
+                closed.add(config_id)
+                continue
+            taken.append(delivery_id)
+            if paused:
+                closed.add(config_id)  # one probe at a time
+            if len(taken) >= limit:
+                break
+        if not taken:
             return self.browse()
-        locked = self.env.execute_query(
+        # Contention between workers is expected here: not an ERROR for the log.
+        self.env.cr.execute(
             SQL(
                 """
                 SELECT id FROM bj_api_sync_delivery
@@ -237,21 +265,20 @@ class BjApiSyncDelivery(models.Model):
                  ORDER BY id
                    FOR NO KEY UPDATE SKIP LOCKED
                 """,
-                tuple(row[0] for row in candidates),
-            )
+                tuple(taken),
+            ),
+            log_exceptions=False,
         )
-        deliveries = self.browse([row[0] for row in locked])
+        deliveries = self.browse([row[0] for row in self.env.cr.fetchall()])
         deliveries.invalidate_recordset()
         return deliveries
 
     @api.model
     def _count_due(self):
-        return self.search_count(
-            [
-                ("state", "in", OPEN_STATES),
-                ("next_attempt_at", "<=", fields.Datetime.now()),
-            ]
-        )
+        """How many rows the delivery cron could send now (for its progress)."""
+        self.env["bj.api.sync.config"].flush_model()
+        self.flush_model()
+        return self.env.execute_query(self._due_query(SQL("count(*)")))[0][0]
 
     @api.model
     def _cron_send_deliveries(self, limit=None):

@@ -235,6 +235,38 @@ class TestOutbox(BjApiSyncCase):
         self.assertEqual(len(set(keys)), 9)
         self.assertEqual(keys[-1], again.idempotency_key)
 
+    def test_backlog_goes_out_in_creation_order(self):
+        config = self.make_config(max_concurrency=1)
+        p1, p2, p3 = self.make_partners(3)
+        rows = self.Delivery
+        for partner, name in (
+            (p1, "1a"),
+            (p2, "2a"),
+            (p1, "1b"),
+            (p2, "2b"),
+            (p3, "3a"),
+        ):
+            partner.name = name
+            rows |= config._enqueue(partner, "manual")
+        first = self.Delivery._process_batch()
+        self.assertEqual(first, rows[:2], "stops before the row behind 1a")
+        self.Delivery._process_due()
+        names = [r.json()["name"] for r in self.server.received]
+        self.assertEqual(names, ["1a", "2a", "1b", "2b", "3a"])
+
+    def test_row_behind_a_later_retry_does_not_block_others(self):
+        config = self.make_config()
+        p1, p2 = self.make_partners(2)
+        self.server.script(503)
+        first = config._enqueue(p1, "manual")
+        self.Delivery._process_due()
+        self.assertEqual(first.state, "retrying")
+        behind = config._enqueue(p1, "manual")
+        other = config._enqueue(p2, "manual")
+        self.assertEqual(self.Delivery._count_due(), 1)
+        self.assertEqual(self.Delivery._process_due(), other)
+        self.assertEqual(behind.state, "pending")
+
     def test_per_record_order(self):
         config = self.make_config()
         self.server.script(503)
