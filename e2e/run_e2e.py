@@ -1,0 +1,1022 @@
+#!/usr/bin/env python3
+"""End-to-end check of the bj_api_sync outbox against real Odoo server processes.
+
+    python3 e2e/run_e2e.py [--only 1,3] [--keep-db] [--db EXISTING_DB]
+
+Creates a fresh database, installs bj_api_sync (no demo data), starts ``odoo-bin``
+(threaded, with cron threads) and drives it from outside through ``/jsonrpc`` only,
+each call one committed (or rolled back) transaction, while a controllable HTTP
+receiver (``e2e/receiver.py``) plays the external API. Every scenario prints one
+line::
+
+    scenario N <name>: events=E received=R unique_keys=U lost=L unexpected=X \
+result=PASS|FAIL
+
+(scenario 3 adds ``duplicates=D``), indented notes (lines starting with ``  ``)
+say what happened and where the check shortened a delay; the run ends with
+``e2e: N passed, M failed`` and exits non-zero if any failed. Odoo processes, the
+receiver and the database are always cleaned up (also on failure or Ctrl-C);
+server logs stay in ``.run/e2e/<database>/``. A run takes 5-8 minutes (about 1 for
+the install; scenarios 1 and 3 wait for Odoo's own cron polling, up to 2 minutes).
+"""
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import (  # noqa: E402
+    RUN_DIR,
+    HarnessError,
+    OdooEnv,
+    OdooServer,
+    Rpc,
+    RpcError,
+)
+from receiver import Receiver  # noqa: E402
+
+DELIVERY = "bj.api.sync.delivery"
+CONFIG = "bj.api.sync.config"
+OPEN_STATES = ("pending", "retrying")
+# Config lines: the payload carries the record id, name, ref and a version field.
+LINES = (("id", "id"), ("name", "name"), ("ref", "ref"), ("function", "version"))
+WAKE_CODE = "env.ref('bj_api_sync.ir_cron_send_deliveries')._trigger()"
+DRAIN_CODE = "env['bj.api.sync.delivery']._cron_send_deliveries(limit=40)"
+ROLLBACK_CODE = """
+n = env.context.get('e2e_n', 0)
+partners = env['res.partner'].create([
+    {'name': 'S2 %s-%s' % (n, i), 'ref': 'S2-%s-%s' % (n, i), 'function': 'v1'}
+    for i in range(3)
+])
+mode = env.context.get('e2e_mode')
+if mode == 'flush':
+    # Run the pre-commit hooks: the outbox rows are written, then rolled back.
+    env.cr.flush()
+elif mode == 'constraint':
+    partners[1].write({'function': 'v2'})
+    partners[0].write({'parent_id': partners[0].id})  # recursion: ValidationError
+raise UserError('e2e: roll back transaction %s' % n)
+"""
+COALESCE_CODE = """
+partner = env['res.partner'].create(
+    {'name': 'S7 a', 'ref': 'S7-a', 'function': 'v1'})
+partner.write({'function': 'v2'})
+partner.write({'name': 'S7 a final'})
+partner.write({'function': 'v4', 'email': 's7a@example.com'})
+"""
+LAST_VALUES_CODE = """
+partner = env['res.partner'].search([('ref', '=', 'S7-b')])
+partner.write({'name': 'S7 b last', 'function': 'v9'})
+partner.unlink()
+"""
+
+
+def now_utc():
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def odoo_datetime(value):
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def past():
+    """A server-side timestamp safely in the past (same clock: loopback only)."""
+    return odoo_datetime(now_utc() - timedelta(minutes=1))
+
+
+class Aborted(Exception):
+    pass
+
+
+@dataclass
+class Outcome:
+    """What one scenario found; ``line()`` is its one-line verdict."""
+
+    number: int
+    name: str
+    events: int = 0
+    received: int = 0
+    unique_keys: int = 0
+    lost: int = 0
+    unexpected: int = 0
+    duplicates: int | None = None
+    problems: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    @property
+    def passed(self):
+        return not self.problems and not self.lost and not self.unexpected
+
+    def check(self, condition, problem):
+        if not condition:
+            self.problems.append(problem)
+        return condition
+
+    def line(self):
+        dup = "" if self.duplicates is None else f" duplicates={self.duplicates}"
+        return (
+            f"scenario {self.number} {self.name}: events={self.events} "
+            f"received={self.received} unique_keys={self.unique_keys} "
+            f"lost={self.lost} unexpected={self.unexpected}{dup} "
+            f"result={'PASS' if self.passed else 'FAIL'}"
+        )
+
+
+@dataclass
+class Event:
+    """One change that must reach the receiver exactly once (same key)."""
+
+    res_id: int
+    event: str
+    expect: dict = field(default_factory=dict)  # body values it must carry
+
+
+def tally(outcome, events, deliveries, requests, allow_duplicates=False):
+    """Fill the counters of ``outcome`` from what the receiver accepted.
+
+    A request is *unexpected* when its key is no delivery of the scenario, when its
+    body differs from that delivery's snapshot, when it carries no event of the
+    scenario, when a second key turns up for one event, or when it repeats a key
+    and duplicates are not allowed. An event is *lost* when no accepted request
+    carries it.
+    """
+    by_key = {d["idempotency_key"]: d for d in deliveries}
+    wanted = {}
+    for index, event in enumerate(events):
+        wanted.setdefault((event.res_id, event.event), []).append((index, event))
+    accepted = [r for r in requests if r.accepted]
+    outcome.events = len(events)
+    outcome.received = len(accepted)
+    outcome.unique_keys = len({r.key for r in accepted})
+    unexpected = Counter()
+    keys_per_event = {}
+    for request in accepted:
+        delivery = by_key.get(request.key)
+        if delivery is None:
+            unexpected["unknown key"] += 1
+            continue
+        if request.body != json.loads(delivery["payload"] or "null"):
+            unexpected["body differs from the delivery's snapshot"] += 1
+            continue
+        candidates = wanted.get((delivery["res_id"], delivery["event"]))
+        if not candidates:
+            unexpected[f"no such event ({delivery['event']})"] += 1
+            continue
+        body = request.body if isinstance(request.body, dict) else {}
+        index = next(
+            (
+                index
+                for index, event in candidates
+                if all(body.get(k) == v for k, v in event.expect.items())
+            ),
+            None,
+        )
+        if index is None:
+            unexpected["stale or wrong values"] += 1
+            continue
+        keys_per_event.setdefault(index, set()).add(request.key)
+    for keys in keys_per_event.values():
+        if len(keys) > 1:
+            unexpected["several keys (deliveries) for one event"] += len(keys) - 1
+    duplicates = outcome.received - outcome.unique_keys
+    if duplicates and not allow_duplicates:
+        unexpected["repeated key"] += duplicates
+    outcome.lost = len(events) - len(keys_per_event)
+    outcome.unexpected = sum(unexpected.values())
+    for reason, count in unexpected.items():
+        outcome.notes.append(f"unexpected: {count} x {reason}")
+    return duplicates
+
+
+class E2E:
+    def __init__(self, args):
+        self.args = args
+        self.started = time.monotonic()
+        self.db = args.db or f"bj_e2e_{time.strftime('%Y%m%d_%H%M%S')}_{os.getpid()}"
+        self.own_db = not args.db
+        self.env = None
+        self.servers = []
+        self.server = None
+        self.rpc = None
+        self.receiver = Receiver()
+        self.kicks = 0
+
+    # -- plumbing -----------------------------------------------------------------
+
+    def say(self, text):
+        print(text, flush=True)
+
+    def setup(self):
+        log_dir = RUN_DIR / "e2e" / self.db
+        self.env = OdooEnv(self.db, log_dir)
+        self.say(
+            f"e2e: database {self.db}; Odoo {self.env.tree}; PostgreSQL "
+            f"127.0.0.1:{self.env.pg_port}; logs in {log_dir}"
+        )
+        if self.own_db:
+            if self.env.db_exists():
+                raise HarnessError(f"database {self.db} exists already")
+            started = time.monotonic()
+            self.env.install()
+            self.say(
+                f"e2e: installed bj_api_sync (no demo) in "
+                f"{time.monotonic() - started:.0f} s"
+            )
+        self.receiver.up()
+        self.server = self.start_server()
+        self.rpc = Rpc(self.server.url, self.db)
+        rpc = self.rpc
+        self.post_id = rpc.ref("bj_api_sync.http_method_post")
+        self.partner_model_id = rpc(
+            "ir.model", "search", [("model", "=", "res.partner")]
+        )[0]
+        cron_model_id = rpc("ir.model", "search", [("model", "=", "ir.cron")])[0]
+        self.wake_action = self.code_action(
+            "e2e: wake delivery cron", WAKE_CODE, cron_model_id
+        )
+        self.drain_action = self.code_action(
+            "e2e: drain outbox", DRAIN_CODE, cron_model_id
+        )
+
+    def start_server(self, cron_threads=2):
+        server = OdooServer(self.env, cron_threads=cron_threads)
+        self.servers.append(server)
+        return server.start()
+
+    def cleanup(self):
+        for server in self.servers:
+            try:
+                server.stop()
+            except Exception as error:  # noqa: BLE001
+                self.say(f"e2e: could not stop Odoo server {server.number}: {error}")
+        self.receiver.down()
+        if self.env and self.own_db and not self.args.keep_db:
+            try:
+                self.env.drop_db()
+                self.say(f"e2e: dropped database {self.db}")
+            except Exception as error:  # noqa: BLE001
+                self.say(f"e2e: could not drop database {self.db}: {error}")
+        elif self.env:
+            self.say(f"e2e: database {self.db} kept")
+
+    def code_action(self, name, code, model_id=None):
+        return self.rpc(
+            "ir.actions.server",
+            "create",
+            [
+                {
+                    "name": name,
+                    "model_id": model_id or self.partner_model_id,
+                    "state": "code",
+                    "code": code,
+                }
+            ],
+        )[0]
+
+    def run_action(self, action_id, rpc=None, **context):
+        return (rpc or self.rpc)(
+            "ir.actions.server", "run", [action_id], context=context
+        )
+
+    def kick(self, rpc=None):
+        """Wake the delivery cron now (ir.cron._trigger, via a server action)."""
+        self.kicks += 1
+        self.run_action(self.wake_action, rpc=rpc)
+
+    def create_config(self, tag, path, automations=("on_create",), **values):
+        vals = {
+            "name": f"e2e {tag}",
+            "model_id": self.partner_model_id,
+            "request_url": self.receiver.url(path),
+            "http_method_ids": [(6, 0, [self.post_id])],
+            "delivery_mode": "queued",
+            "filter_domain": f"[('ref', '=like', '{tag}-%')]",
+            "max_retries": 0,
+            "line_ids": [
+                (0, 0, {"sequence": seq, "field_path": path, "api_key": key})
+                for seq, (path, key) in enumerate(LINES)
+            ],
+        }
+        vals.update(values)
+        config_id = self.rpc(CONFIG, "create", [vals])[0]
+        wizard = self.rpc(
+            "bj.api.sync.automate",
+            "create",
+            [
+                {
+                    "config_id": config_id,
+                    **{
+                        t: t in automations
+                        for t in ("on_create", "on_create_or_write", "on_unlink")
+                    },
+                }
+            ],
+        )[0]
+        self.rpc("bj.api.sync.automate", "action_create_automations", [wizard])
+        return config_id
+
+    def retire(self, config_id):
+        """Deactivate a scenario's configuration so it cannot leak into others."""
+        self.rpc(CONFIG, "write", [config_id], {"active": False})
+
+    def partners(self, tag, count, start=0, version="v1"):
+        return [
+            {"name": f"{tag} {i}", "ref": f"{tag}-{i}", "function": version}
+            for i in range(start, start + count)
+        ]
+
+    def deliveries(self, config_id, rpc=None, fields=()):
+        return (rpc or self.rpc)(
+            DELIVERY,
+            "search_read",
+            [("config_id", "=", config_id)],
+            [
+                "idempotency_key",
+                "res_id",
+                "event",
+                "payload",
+                "state",
+                "attempt_count",
+                *fields,
+            ],
+            order="id",
+        )
+
+    def states(self, config_id, rpc=None):
+        rows = (rpc or self.rpc)(
+            DELIVERY, "search_read", [("config_id", "=", config_id)], ["state"]
+        )
+        return Counter(row["state"] for row in rows)
+
+    def wait(self, what, predicate, timeout, interval=0.5):
+        """Poll ``predicate`` until true; raise Aborted after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise Aborted(f"timed out after {timeout:.0f} s waiting for {what}")
+            time.sleep(interval)
+
+    def wait_done(self, config_id, count, timeout, rpc=None):
+        """Wait until ``count`` deliveries of the config are done; return seconds."""
+        started = time.monotonic()
+
+        def finished():
+            states = self.states(config_id, rpc=rpc)
+            return states.get("done", 0) >= count and not (
+                states.get("pending") or states.get("retrying")
+            )
+
+        self.wait(f"{count} deliveries done", finished, timeout)
+        return time.monotonic() - started
+
+    def retry_now(self, config_id, rpc=None):
+        """What an admin's "retry now" does: open rows due now, cron woken."""
+        rpc = rpc or self.rpc
+        ids = rpc(
+            DELIVERY,
+            "search",
+            [("config_id", "=", config_id), ("state", "in", list(OPEN_STATES))],
+        )
+        if ids:
+            rpc(DELIVERY, "write", ids, {"next_attempt_at": past()})
+        self.kick(rpc=rpc)
+        return len(ids)
+
+    def config(self, config_id, fields):
+        return self.rpc(CONFIG, "read", [config_id], fields)[0]
+
+    def messages(self, config_id, word):
+        return self.rpc(
+            "mail.message",
+            "search_read",
+            [
+                ("model", "=", CONFIG),
+                ("res_id", "=", config_id),
+                ("subject", "ilike", word),
+            ],
+            ["subject", "partner_ids"],
+        )
+
+    def logs(self, config_id, fields=("duration_ms", "status_code", "outcome")):
+        return self.rpc(
+            "bj.api.log",
+            "search_read",
+            [("config_id", "=", config_id)],
+            list(fields),
+            order="id",
+        )
+
+    def foreign_requests(self, outcome, prefixes):
+        """Requests on paths of no configuration of this scenario are unexpected."""
+        stray = [
+            r
+            for r in self.receiver.requests()
+            if not any(r.path.startswith(p) for p in prefixes)
+        ]
+        if stray:
+            outcome.unexpected += len(stray)
+            outcome.notes.append(
+                f"unexpected: {len(stray)} request(s) on other paths "
+                f"({sorted({r.path for r in stray})})"
+            )
+
+    # -- scenarios --------------------------------------------------------------------
+
+    def scenario_1(self, out):
+        """1,000 creations while the receiver refuses connections for 60 s."""
+        rcv = self.receiver
+        rcv.down()
+        down_at = time.monotonic()
+        # Defaults kept here: 3 quick retries per attempt, circuit_threshold 20.
+        config_id = self.create_config("S1", "/s1", max_retries=3)
+        ids = []
+        for start in range(0, 1000, 50):
+            ids += self.rpc("res.partner", "create", self.partners("S1", 50, start))
+        created_in = time.monotonic() - down_at
+        try:
+            paused = self.wait(
+                "the configuration to pause",
+                lambda: (
+                    self.config(config_id, ["sync_state"])["sync_state"] == "paused"
+                ),
+                max(1.0, 60 - (time.monotonic() - down_at)),
+            )
+        except Aborted:
+            paused = False
+        paused_after = time.monotonic() - down_at
+        time.sleep(max(0.0, 60 - (time.monotonic() - down_at)))
+        rcv.up()
+        up_at = time.monotonic()
+        out.notes.append(
+            f"1000 partners created in 20 RPC calls ({created_in:.1f} s) while the "
+            f"receiver refused connections (config defaults: 3 quick retries per "
+            f"attempt, pause after 20 failures); paused after {paused_after:.1f} s"
+        )
+        # The probe comes by itself (60 s after pausing, at the next cron run).
+        shortened = False
+
+        def resumed():
+            nonlocal shortened
+            state = self.config(config_id, ["sync_state"])["sync_state"]
+            if state == "paused" and time.monotonic() - up_at > 150 and not shortened:
+                shortened = True
+                self.rpc(CONFIG, "write", [config_id], {"next_probe_at": past()})
+                self.kick()
+            return state == "active"
+
+        self.wait("the probe to resume the configuration", resumed, 240)
+        probe_after = time.monotonic() - up_at
+        if shortened:
+            out.notes.append(
+                "shortened: next_probe_at moved to the past and cron woken, "
+                "still paused 150 s after the receiver came back"
+            )
+        self.wait_done(config_id, 1000, 300)
+        out.notes.append(
+            f"receiver up again after 60 s; probe resumed the config "
+            f"{probe_after:.1f} s later (naturally: {not shortened}); all 1000 "
+            f"done {time.monotonic() - up_at:.1f} s after the receiver came back"
+        )
+        out.check(paused, "the configuration did not pause during the outage")
+        out.check(self.messages(config_id, "paused"), "no 'paused' message")
+        out.check(self.messages(config_id, "resumed"), "no 'resumed' message")
+        deliveries = self.deliveries(config_id)
+        out.check(len(deliveries) == 1000, f"{len(deliveries)} deliveries, not 1000")
+        events = [Event(pid, "create", {"id": pid}) for pid in ids]
+        tally(out, events, deliveries, rcv.requests(path="/s1"))
+        self.foreign_requests(out, ["/s1"])
+        self.retire(config_id)
+
+    def scenario_2(self, out):
+        """100 transactions create partners and roll back: nothing is sent."""
+        config_id = self.create_config(
+            "S2", "/s2", automations=("on_create", "on_create_or_write")
+        )
+        action = self.code_action("e2e: create then roll back", ROLLBACK_CODE)
+        modes = ("flush", "raise", "constraint")
+        errors = Counter()
+        for n in range(100):
+            mode = modes[n % 3]
+            try:
+                self.run_action(action, e2e_n=n, e2e_mode=mode)
+            except RpcError as error:
+                errors[(mode, error.name.rsplit(".", 1)[-1])] += 1
+            else:
+                out.problems.append(f"transaction {n} ({mode}) did not fail")
+        out.notes.append(
+            "100 RPC calls each created 3 partners then failed: "
+            + ", ".join(f"{n} x {m}->{e}" for (m, e), n in sorted(errors.items()))
+        )
+        out.check(
+            set(errors)
+            == {
+                ("flush", "UserError"),
+                ("raise", "UserError"),
+                ("constraint", "ValidationError"),
+            },
+            f"the transactions failed otherwise than planned: {dict(errors)}",
+        )
+        self.kick()
+        time.sleep(5)
+        out.notes.append("then the cron was woken and 5 s of quiet followed")
+        leftovers = self.rpc(DELIVERY, "search_count", [("config_id", "=", config_id)])
+        partners = self.rpc("res.partner", "search_count", [("ref", "=like", "S2-%")])
+        out.check(not leftovers, f"{leftovers} deliveries survived the rollbacks")
+        out.check(not partners, f"{partners} partners survived the rollbacks")
+        out.events = 100
+        requests = self.receiver.requests()
+        out.received = len(requests)
+        out.unique_keys = len({r.key for r in requests})
+        out.unexpected = len(requests)
+        self.retire(config_id)
+
+    def scenario_3(self, out):
+        """SIGKILL of Odoo while deliveries are in flight, then restart."""
+        rcv = self.receiver
+        rcv.slow(0.5, path="/s3")
+        config_id = self.create_config("S3", "/s3")
+        ids = []
+        for start in range(0, 200, 50):
+            ids += self.rpc("res.partner", "create", self.partners("S3", 50, start))
+
+        def in_flight():
+            accepted = rcv.requests(path="/s3", accepted=True)
+            pending = [r for r in rcv.requests(path="/s3") if r.status is None]
+            return len(accepted) >= 30 and pending
+
+        flying = self.wait("deliveries in flight", in_flight, 120, interval=0.05)
+        self.server.kill()
+        killed_at = time.monotonic()
+        before = len(rcv.requests(path="/s3", accepted=True))
+        out.notes.append(
+            f"SIGKILL with {len(flying)} request(s) in flight and {before} "
+            "accepted; Odoo restarted"
+        )
+        self.server = self.start_server()
+        self.rpc = Rpc(self.server.url, self.db)
+        # Right after the restart, before the cron's first poll: what was committed.
+        states = self.states(config_id)
+        out.notes.append(
+            f"after the restart the database had {dict(sorted(states.items()))}"
+        )
+        recovered = self.wait_done(config_id, 200, 300)
+        out.notes.append(
+            f"restarted server delivered the rest without help in "
+            f"{recovered:.1f} s ({time.monotonic() - killed_at:.1f} s after the kill)"
+        )
+        deliveries = self.deliveries(config_id)
+        events = [Event(pid, "create", {"id": pid}) for pid in ids]
+        out.duplicates = tally(
+            out, events, deliveries, rcv.requests(path="/s3"), allow_duplicates=True
+        )
+        flying_keys = {r.key for r in flying}
+        resent = {
+            r.key
+            for r in rcv.requests(path="/s3", accepted=True)
+            if r.key in flying_keys
+        }
+        out.check(
+            resent == flying_keys,
+            f"{len(flying_keys - resent)} in-flight request(s) never accepted later",
+        )
+        self.foreign_requests(out, ["/s3"])
+        self.retire(config_id)
+
+    def scenario_4(self, out):
+        """Two Odoo servers (cron threads in both) on one database: no delivery sent
+        twice, one record's deliveries still in order."""
+        rcv = self.receiver
+        rcv.slow(0.02, path="/s4")
+        second = self.start_server()
+        rpcs = [self.rpc, Rpc(second.url, self.db)]
+        config_id = self.create_config("S4", "/s4", automations=("on_create_or_write",))
+        # The delivery cron is one ir.cron job, serialized by its row lock: to make
+        # rows race, 2 more workers per server run _cron_send_deliveries via RPC.
+        stop = threading.Event()
+        lock = threading.Lock()
+        drained = Counter()
+
+        def drain(rpc_url, name):
+            rpc = Rpc(rpc_url, self.db)
+            while not stop.is_set():
+                try:
+                    self.run_action(self.drain_action, rpc=rpc)
+                    result = name
+                except Exception as error:  # noqa: BLE001
+                    result = f"{name} {type(error).__name__}"
+                with lock:
+                    drained[result] += 1
+                time.sleep(0.2)
+
+        threads = [
+            threading.Thread(
+                target=drain, args=(s.url, f"server{s.number}"), daemon=True
+            )
+            for s in (self.server, second)
+            for _ in range(2)
+        ]
+        for thread in threads:
+            thread.start()
+        started = time.monotonic()
+        try:
+            # 250 creations, then an update of each: 500 deliveries, 2 per record.
+            ids = []
+            for n, start in enumerate(range(0, 250, 50)):
+                batch = self.partners("S4", 50, start)
+                ids += rpcs[n % 2]("res.partner", "create", batch)
+            for n in range(5):
+                chunk = ids[n * 50 : (n + 1) * 50]
+                rpcs[(n + 1) % 2]("res.partner", "write", chunk, {"function": "v2"})
+            created = time.monotonic() - started
+            self.wait_done(config_id, 500, 300)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(60)
+        took = time.monotonic() - started
+        attempts = len(self.logs(config_id, ("duration_ms",)))
+        out.notes.append(
+            f"250 partners created then updated, alternately through servers "
+            f"{self.server.number} and {second.number} ({created:.1f} s); 500 "
+            f"deliveries done {took:.1f} s after the start with {attempts} logged "
+            f"attempts; RPC drain calls: {dict(sorted(drained.items()))}"
+        )
+        deliveries = self.deliveries(config_id)
+        events = [Event(pid, "create", {"id": pid, "version": "v1"}) for pid in ids]
+        events += [Event(pid, "write", {"id": pid, "version": "v2"}) for pid in ids]
+        tally(out, events, deliveries, rcv.requests(path="/s4"))
+        versions = {}
+        for request in rcv.requests(path="/s4", accepted=True):
+            versions.setdefault(request.body["id"], []).append(request.body["version"])
+        disorder = [pid for pid in ids if versions.get(pid) != ["v1", "v2"]]
+        out.check(
+            not disorder,
+            f"{len(disorder)} record(s) not received as v1 then v2, e.g. "
+            f"{[(pid, versions.get(pid)) for pid in disorder[:3]]}",
+        )
+        self.foreign_requests(out, ["/s4"])
+        self.retire(config_id)
+        second.stop()
+
+    def scenario_5(self, out):
+        """400: dead after one attempt; fixed receiver + action_retry delivers."""
+        rcv = self.receiver
+        rcv.fail(400, path="/s5")
+        config_id = self.create_config("S5", "/s5")
+        [pid] = self.rpc("res.partner", "create", self.partners("S5", 1))
+        self.wait(
+            "the delivery to go dead",
+            lambda: self.states(config_id).get("dead"),
+            60,
+        )
+        [row] = self.deliveries(config_id)
+        out.check(row["attempt_count"] == 1, f"{row['attempt_count']} attempts")
+        attempts = rcv.requests(path="/s5")
+        out.check(
+            [r.status for r in attempts] == [400], f"receiver saw {len(attempts)}"
+        )
+        time.sleep(2)
+        out.check(len(rcv.requests(path="/s5")) == 1, "a dead delivery was re-sent")
+        rcv.ok(path="/s5")
+        self.rpc(DELIVERY, "action_retry", [row["id"]])
+        self.wait_done(config_id, 1, 60)
+        out.notes.append(
+            "dead after 1 attempt (HTTP 400); action_retry after the fix delivered it"
+        )
+        tally(
+            out,
+            [Event(pid, "create", {"id": pid})],
+            self.deliveries(config_id),
+            rcv.requests(path="/s5"),
+        )
+        keys = {r.key for r in rcv.requests(path="/s5")}
+        out.check(len(keys) == 1, "the retry used another Idempotency-Key")
+        self.foreign_requests(out, ["/s5"])
+        self.retire(config_id)
+
+    def scenario_6(self, out):
+        """A hanging receiver: attempts end at the read timeout; others flow."""
+        rcv = self.receiver
+        rcv.hang(path="/s6/hang")
+        timeout = 2.0
+        hang_id = self.create_config(
+            "S6H", "/s6/hang", read_timeout=timeout, connect_timeout=timeout
+        )
+        ok_id = self.create_config("S6K", "/s6/ok")
+        hang_ids = self.rpc("res.partner", "create", self.partners("S6H", 4))
+        ok_ids, created_at = [], {}
+        for start in range(0, 30, 3):
+            batch = self.rpc("res.partner", "create", self.partners("S6K", 3, start))
+            ok_ids += batch
+            created_at.update(dict.fromkeys(batch, time.time()))
+            time.sleep(0.3)
+        self.wait_done(ok_id, 30, 120)
+        hang_states = self.states(hang_id)
+        hang_attempts = len(self.logs(hang_id))
+        latency = [
+            r.at - created_at[r.body["id"]]
+            for r in rcv.requests(path="/s6/ok", accepted=True)
+        ]
+        out.notes.append(
+            f"healthy config: 30 deliveries done, latency max {max(latency):.1f} s, "
+            f"while the hanging config had {dict(hang_states)} after "
+            f"{hang_attempts} attempt(s)"
+        )
+        out.check(
+            not hang_states.get("done") and hang_attempts,
+            f"hanging config: {dict(hang_states)} after {hang_attempts} attempt(s)",
+        )
+        # Every hanging delivery gets its attempt, each cut at the read timeout.
+        hang_logs = self.wait(
+            "an attempt of each hanging delivery",
+            lambda: (logs := self.logs(hang_id)) and len(logs) >= 4 and logs,
+            60,
+        )
+        durations = [log["duration_ms"] for log in hang_logs]
+        out.notes.append(
+            f"hanging config: attempts of {durations} ms (read timeout {timeout:g} s)"
+        )
+        out.check(
+            durations and all(1800 <= d <= 3500 for d in durations),
+            f"attempt durations {durations} ms are not ~{timeout * 1000:.0f} ms",
+        )
+        # Recovery: the receiver answers again; retry now instead of waiting ~30 s.
+        rcv.ok(path="/s6/hang")
+        rcv.release_hangs()
+        self.retry_now(hang_id)
+        self.wait_done(hang_id, 4, 60)
+        out.notes.append(
+            "shortened: then receiver fixed, next_attempt_at moved to the past and "
+            "cron woken; the 4 hanging deliveries went through"
+        )
+        events = [Event(pid, "create", {"id": pid}) for pid in hang_ids + ok_ids]
+        deliveries = self.deliveries(hang_id) + self.deliveries(ok_id)
+        tally(out, events, deliveries, rcv.requests(path="/s6"))
+        self.foreign_requests(out, ["/s6/"])
+        self.retire(hang_id)
+        self.retire(ok_id)
+
+    def scenario_7(self, out):
+        """Create + 3 writes in one transaction: one request with the final values;
+        write + delete in one transaction: one delete carrying the last values."""
+        rcv = self.receiver
+        config_id = self.create_config(
+            "S7", "/s7", automations=("on_create_or_write", "on_unlink")
+        )
+        self.run_action(self.code_action("e2e: create and write 3x", COALESCE_CODE))
+        [a_id] = self.rpc("res.partner", "search", [("ref", "=", "S7-a")])
+        [b_id] = self.rpc(
+            "res.partner",
+            "create",
+            [{"name": "S7 b", "ref": "S7-b", "function": "v1"}],
+        )
+        self.wait_done(config_id, 2, 60)
+        self.run_action(self.code_action("e2e: write then delete", LAST_VALUES_CODE))
+        self.wait_done(config_id, 3, 60)
+        events = [
+            Event(
+                a_id,
+                "create",
+                {"id": a_id, "name": "S7 a final", "version": "v4", "ref": "S7-a"},
+            ),
+            Event(b_id, "create", {"id": b_id, "name": "S7 b", "version": "v1"}),
+            Event(b_id, "unlink", {"id": b_id, "name": "S7 b last", "version": "v9"}),
+        ]
+        deliveries = self.deliveries(config_id)
+        out.notes.append(
+            "deliveries: "
+            + ", ".join(f"{d['event']} #{d['res_id']}" for d in deliveries)
+            + " (a: created and written 3x in one transaction; b: created, then "
+            "written and deleted in one transaction)"
+        )
+        tally(out, events, deliveries, rcv.requests(path="/s7"))
+        a_requests = [
+            r for r in rcv.requests(path="/s7") if (r.body or {}).get("id") == a_id
+        ]
+        out.check(len(a_requests) == 1, f"{len(a_requests)} requests for partner a")
+        self.foreign_requests(out, ["/s7"])
+        self.retire(config_id)
+
+    def scenario_8(self, out):
+        """20 failures pause the config (and say so); Resume sends the backlog in
+        order."""
+        rcv = self.receiver
+        rcv.fail(503, path="/s8")
+        config_id = self.create_config(
+            "S8", "/s8", automations=("on_create_or_write",), max_concurrency=1
+        )
+        ids = self.rpc("res.partner", "create", self.partners("S8", 25))
+        expected = [(pid, "v1") for pid in ids]
+        self.wait(
+            "the configuration to pause",
+            lambda: self.config(config_id, ["sync_state"])["sync_state"] == "paused",
+            120,
+        )
+        failed = rcv.requests(path="/s8")
+        out.check(len(failed) == 20, f"{len(failed)} failed attempts before pausing")
+        notices = self.messages(config_id, "paused")
+        out.check(notices, "no message whose subject mentions 'paused'")
+        # While paused, the same records change: their deliveries must queue behind.
+        for pid in ids[:5]:
+            for version in ("v2", "v3"):
+                self.rpc("res.partner", "write", [pid], {"function": version})
+                expected.append((pid, version))
+        self.kick()
+        time.sleep(3)
+        out.check(
+            len(rcv.requests(path="/s8")) == 20, "requests were sent while paused"
+        )
+        rcv.ok(path="/s8")
+        self.rpc(CONFIG, "action_resume", [config_id])
+        self.wait_done(config_id, len(expected), 120)
+        out.check(self.messages(config_id, "resumed"), "no 'resumed' message")
+        accepted = rcv.requests(path="/s8", accepted=True)
+        seen = [(r.body["id"], r.body["version"]) for r in accepted]
+        per_record = all(
+            [v for i, v in seen if i == pid] == ["v1", "v2", "v3"] for pid in ids[:5]
+        )
+        out.check(per_record, "one record's deliveries arrived out of order")
+        if seen != expected:
+            first = next(
+                (
+                    i
+                    for i, pair in enumerate(zip(seen, expected, strict=False))
+                    if pair[0] != pair[1]
+                ),
+                min(len(seen), len(expected)),
+            )
+            out.problems.append(
+                f"across records, the backlog did not arrive in creation order: "
+                f"from request #{first}, (id, version) got "
+                f"{seen[first : first + 4]}, expected {expected[first : first + 4]}"
+            )
+        out.notes.append(
+            f"paused after {len(failed)} x 503, notice "
+            f"{notices[0]['subject'] if notices else None!r}; after action_resume "
+            f"{len(accepted)} of {len(expected)} deliveries (25 creates, 10 updates "
+            f"queued while paused) arrived; per-record order "
+            f"{'kept' if per_record else 'BROKEN'}; creation order across records "
+            f"{'kept' if seen == expected else 'BROKEN'} (max_concurrency=1, so "
+            "arrival order is comparable across records)"
+        )
+        events = [
+            Event(
+                pid,
+                "create" if version == "v1" else "write",
+                {"id": pid, "version": version},
+            )
+            for pid, version in expected
+        ]
+        tally(out, events, self.deliveries(config_id), rcv.requests(path="/s8"))
+        self.foreign_requests(out, ["/s8"])
+        self.retire(config_id)
+
+    SCENARIOS = (
+        (1, "outage_1000_creates", scenario_1),
+        (2, "rollback_100_transactions", scenario_2),
+        (3, "sigkill_in_flight", scenario_3),
+        (4, "two_servers_one_db", scenario_4),
+        (5, "permanent_400_then_retry", scenario_5),
+        (6, "hanging_receiver", scenario_6),
+        (7, "coalesce_and_delete", scenario_7),
+        (8, "circuit_breaker_resume_order", scenario_8),
+    )
+
+    def run(self):
+        outcomes = []
+        for number, name, method in self.SCENARIOS:
+            if self.args.only and number not in self.args.only:
+                continue
+            out = Outcome(number, name)
+            self.receiver.reset()
+            self.receiver.up()
+            self.kicks = 0
+            started = time.monotonic()
+            log_marks = self.log_marks()
+            try:
+                if not self.server.alive:
+                    self.server = self.start_server()
+                    self.rpc = Rpc(self.server.url, self.db)
+                method(self, out)
+            except Exception as error:  # noqa: BLE001 -- reported, next scenario
+                out.problems.append(f"{type(error).__name__}: {error}")
+            for note in out.notes:
+                self.say(f"  {note}")
+            errors = self.new_log_errors(log_marks)
+            if errors:
+                self.say(
+                    f"  server logs: {len(errors)} ERROR line(s), first: {errors[0]}"
+                )
+            if self.kicks:
+                self.say(
+                    f"  cron woken by RPC (ir.cron._trigger) {self.kicks} time(s) "
+                    "in this scenario"
+                )
+            for problem in out.problems:
+                self.say(f"  problem: {problem}")
+            self.say(f"  ({time.monotonic() - started:.1f} s)")
+            self.say(out.line())
+            outcomes.append(out)
+        return outcomes
+
+    def log_marks(self):
+        return {
+            server.log: server.log.stat().st_size
+            for server in self.servers
+            if server.log.exists()
+        }
+
+    def new_log_errors(self, marks):
+        """ERROR/CRITICAL lines the servers logged since ``marks`` (cut short)."""
+        found = []
+        for server in self.servers:
+            if not server.log.exists():
+                continue
+            with open(server.log, "rb") as log:
+                log.seek(marks.get(server.log, 0))
+                text = log.read().decode(errors="replace")
+            for line in text.splitlines():
+                parts = line.split(" ", 5)
+                if len(parts) > 5 and parts[3] in ("ERROR", "CRITICAL"):
+                    found.append(f"{server.log.name}: {parts[5][:160]}")
+        return found
+
+    def server_log_summary(self):
+        errors = Counter()
+        for server in self.servers:
+            if not server.log.exists():
+                continue
+            for line in server.log.read_text(errors="replace").splitlines():
+                parts = line.split(" ", 5)
+                if len(parts) > 4 and parts[3] in ("ERROR", "CRITICAL"):
+                    errors[server.log.name] += 1
+        if errors:
+            self.say(f"e2e: ERROR lines in server logs: {dict(errors)}")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--only",
+        type=lambda s: {int(n) for n in s.split(",") if n},
+        default=None,
+        help="comma-separated scenario numbers to run (default: all)",
+    )
+    parser.add_argument(
+        "--keep-db", action="store_true", help="do not drop the database at the end"
+    )
+    parser.add_argument(
+        "--db",
+        help="use this existing database, bj_api_sync installed (kept at the end)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+
+    def terminate(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, terminate)  # also when started with SIGINT ignored
+    check = E2E(args)
+    outcomes = []
+    failed_setup = None
+    try:
+        check.setup()
+        outcomes = check.run()
+    except KeyboardInterrupt:
+        failed_setup = "interrupted"
+    except (HarnessError, RpcError, Aborted, OSError) as error:
+        failed_setup = f"{type(error).__name__}: {error}"
+    finally:
+        # Cleaning up must not be cut short by a second Ctrl-C or SIGTERM.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        check.server_log_summary()
+        check.cleanup()
+    passed = sum(1 for o in outcomes if o.passed)
+    failed = len(outcomes) - passed
+    if failed_setup:
+        check.say(f"e2e: stopped: {failed_setup}")
+        failed += 1
+    check.say(f"e2e: total runtime {time.monotonic() - check.started:.0f} s")
+    check.say(f"e2e: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
