@@ -1,6 +1,7 @@
 import ast
 import base64
 import functools
+import json
 import logging
 import math
 import typing
@@ -962,8 +963,11 @@ class BjApiSyncConfig(models.Model):
         params = [(p.key, p.value or "") for p in self.param_ids]
         body = None
         if method == "GET":
-            if not self.is_paginated and isinstance(unit["body"], dict):
-                for name, value in unit["body"].items():
+            data = unit.get("body")
+            if data is None and unit.get("body_text"):
+                data = json.loads(unit["body_text"])
+            if not self.is_paginated and isinstance(data, dict):
+                for name, value in data.items():
                     if isinstance(value, bool):
                         params.append((name, "true" if value else "false"))
                     elif isinstance(value, (str, int, float)):

@@ -1,4 +1,3 @@
-import json
 import logging
 import random
 from datetime import timedelta
@@ -333,7 +332,9 @@ class BjApiSyncDelivery(models.Model):
         )
         return {
             "records": records,
-            "body": json.loads(self.payload) if self.payload else None,
+            # Parsed only when needed (GET query strings): the stored text is
+            # what POST/PUT/PATCH/DELETE send.
+            "body": None,
             "body_text": self.payload,
             "url": self.request_url,
             "idempotency_key": self.idempotency_key,

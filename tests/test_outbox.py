@@ -78,6 +78,18 @@ class TestOutbox(BjApiSyncCase):
         )
         self.assertFalse(self.Delivery._process_due(), "nothing left")
 
+    def test_queued_get_sends_payload_as_query(self):
+        config = self.make_config(
+            lines=[("name", "name", "plain"), ("ref", "ref", "plain")],
+            http_method_ids=[Command.set(self.method_get.ids)],
+        )
+        row = config._enqueue(self.partner, "manual")
+        self.Delivery._process_due()
+        self.assertEqual(row.state, "done")
+        got = self.server.received[0]
+        self.assertEqual(got.method, "GET")
+        self.assertEqual(got.query, [("name", "Queued"), ("ref", "Q-1")])
+
     def test_rollback_leaves_nothing(self):
         config = self.make_config()
         before = self.Delivery.search_count([])
