@@ -10,10 +10,6 @@ from ..tools.redact import BODY_LIMIT, redact_headers, redact_text, redact_url, 
 _logger = logging.getLogger(__name__)
 
 
-def rows_sql(values):
-    return [SQL("%s", value) for value in values]
-
-
 class BjApiLog(models.Model):
     _name = "bj.api.log"
     _description = "BJ API Log"
@@ -118,19 +114,24 @@ class BjApiLog(models.Model):
         now = self.env.cr.now()
         uid = self.env.uid
         audit = ["company_id", "create_uid", "create_date", "write_uid", "write_date"]
-        rows = []
-        for vals in vals_list:
-            row = [
-                self._fields[c].convert_to_column_insert(vals.get(c), self)
-                for c in columns
-            ]
-            row += [companies.get(vals.get("config_id")), uid, now, uid, now]
-            rows.append(SQL("(%s)", SQL(", ").join(rows_sql(row))))
+        fields_ = [self._fields[c] for c in columns]
+        # One tuple parameter per row: psycopg2 renders it as (v1, v2, ...).
+        rows = [
+            (
+                *(f.convert_to_column_insert(vals.get(f.name), self) for f in fields_),
+                companies.get(vals.get("config_id")),
+                uid,
+                now,
+                uid,
+                now,
+            )
+            for vals in vals_list
+        ]
         ids = self.env.execute_query(
             SQL(
                 "INSERT INTO bj_api_log (%s) VALUES %s RETURNING id",
                 SQL(", ").join(SQL.identifier(c) for c in columns + audit),
-                SQL(", ").join(rows),
+                SQL(", ".join(["%s"] * len(rows)), *rows),
             )
         )
         return self.browse([row[0] for row in ids])
