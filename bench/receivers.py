@@ -1,0 +1,264 @@
+"""HTTP receivers of the benchmarks, on 127.0.0.1.
+
+* :class:`Nginx` — the fast receiver: a private nginx answering ``200 {"ok":true}`` to
+  every method, no access log. Installed with apt-get when missing and allowed.
+* :class:`PythonReceiver` — a ``ThreadingHTTPServer`` (HTTP/1.1 keep-alive) run as a
+  separate process so that it never competes with the measured code for the GIL.
+  Paths starting with ``/slow`` answer after :data:`SLOW_DELAY` seconds, others at
+  once. It records what it received; ``GET /_received?path=P`` returns the bodies
+  received on ``P`` (in arrival order) and ``POST /_reset`` forgets them. It also is
+  the fast receiver's fallback when nginx cannot be had.
+
+Run as a script it serves: ``python3 receivers.py`` prints its port on stdout.
+"""
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+SLOW_DELAY = 0.05
+OK_BODY = b'{"ok":true}'
+
+NGINX_CONF = """\
+daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    default_type application/json;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    client_max_body_size 64m;
+    client_body_buffer_size 1m;
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ return 200 '{{"ok":true}}'; }}
+    }}
+}}
+"""
+
+
+def die_with_parent():
+    """``preexec_fn``: the child gets SIGTERM when the bench dies (Linux)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def find_nginx(install=True):
+    """Path of the nginx binary; installs Debian's nginx-light when allowed."""
+    found = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
+    )
+    if found or not install or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return found
+    print("bench: nginx missing, installing nginx-light with apt-get", file=sys.stderr)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for command in (
+        ["apt-get", "install", "-y", "-qq", "nginx-light"],
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "nginx-light"],
+    ):
+        done = subprocess.run(command, env=env, capture_output=True, check=False)
+        if done.returncode == 0 and command[1] == "install":
+            break
+    return shutil.which("nginx") or (
+        "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
+    )
+
+
+class Nginx:
+    """A private nginx answering 200 to everything on 127.0.0.1:<port>."""
+
+    name = "nginx"
+
+    def __init__(self, binary):
+        self.binary = binary
+        self.tmp = tempfile.mkdtemp(prefix="bj_bench_nginx_")
+        self.port = free_port()
+        self.process = None
+
+    def start(self):
+        conf = os.path.join(self.tmp, "nginx.conf")
+        with open(conf, "w") as handle:
+            handle.write(NGINX_CONF.format(tmp=self.tmp, port=self.port))
+        self.process = subprocess.Popen(
+            [self.binary, "-p", self.tmp, "-e", f"{self.tmp}/error.log", "-c", conf],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )
+        if not wait_for_port(self.port):
+            self.stop()
+            raise RuntimeError("nginx did not start")
+        return self
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def url(self, path="/hook"):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+class PythonReceiver:
+    """Client side of the receiver process started from this file."""
+
+    name = "python"
+
+    def __init__(self):
+        self.process = None
+        self.port = None
+
+    def start(self):
+        self.process = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__)],
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=die_with_parent,
+        )
+        self.port = int(self.process.stdout.readline())
+        if not wait_for_port(self.port):
+            self.stop()
+            raise RuntimeError("python receiver did not start")
+        self.control = requests.Session()
+        return self
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def url(self, path="/hook"):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def received(self, path):
+        """Bodies received on ``path``, decoded as JSON, in arrival order."""
+        response = self.control.get(self.url("/_received"), params={"path": path})
+        response.raise_for_status()
+        return response.json()
+
+    def reset(self):
+        self.control.post(self.url("/_reset")).raise_for_status()
+
+
+def start_fast_receiver(install=True):
+    """nginx when it can be had, else the Python receiver (say which)."""
+    binary = find_nginx(install=install)
+    if binary:
+        try:
+            return Nginx(binary).start()
+        except (OSError, RuntimeError) as error:
+            print(f"bench: nginx failed ({error}), falling back", file=sys.stderr)
+    return PythonReceiver().start()
+
+
+# ----------------------------------------------------------------------------
+# The receiver process
+# ----------------------------------------------------------------------------
+
+
+def serve():
+    received = defaultdict(list)
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self):
+            super().setup()
+            # One write per response and no Nagle: else delayed ACKs add 40 ms.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def log_message(self, *args):
+            pass
+
+        def _reply(self, payload, status=200):
+            self.wfile.write(
+                b"HTTP/1.1 %d OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (status, len(payload), payload)
+            )
+
+        def _handle(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            parts = urlsplit(self.path)
+            if parts.path == "/_received":
+                path = parse_qs(parts.query).get("path", [""])[0]
+                with lock:
+                    bodies = list(received.get(path, ()))
+                payload = "[" + ",".join(b.decode() or "null" for b in bodies) + "]"
+                return self._reply(payload.encode())
+            if parts.path == "/_reset":
+                with lock:
+                    received.clear()
+                return self._reply(OK_BODY)
+            with lock:
+                received[parts.path].append(body)
+            if parts.path.startswith("/slow"):
+                time.sleep(SLOW_DELAY)
+            try:
+                self._reply(OK_BODY)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+    ThreadingHTTPServer.request_queue_size = 128
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    signal.signal(signal.SIGTERM, lambda *_a: sys.exit(0))
+    print(httpd.server_address[1], flush=True)
+    httpd.serve_forever()
+
+
+if __name__ == "__main__":
+    serve()
