@@ -89,8 +89,7 @@ class BjApiSyncConfig(models.Model):
                         )
                     )
             if config.auth_type == "api_key":
-                header = (config.api_key_header or "").strip()
-                if not header or any(c in header for c in " :\r\n\t"):
+                if not transport.is_valid_header_name(config.api_key_header or ""):
                     raise ValidationError(
                         self.env._(
                             "Configuration %(name)r: API Key Header %(header)r is not "

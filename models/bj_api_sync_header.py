@@ -1,6 +1,7 @@
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
+from ..tools import transport
 from ..tools.redact import redact_headers
 
 
@@ -42,8 +43,7 @@ class BjApiSyncHeader(models.Model):
     @api.constrains("key")
     def _check_key(self):
         for header in self:
-            key = (header.key or "").strip()
-            if not key or any(c in key for c in " :\r\n\t"):
+            if not transport.is_valid_header_name(header.key or ""):
                 raise ValidationError(
                     self.env._(
                         "Header name %(key)r is not a valid HTTP header name.",

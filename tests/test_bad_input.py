@@ -175,6 +175,13 @@ class TestBadInput(BjApiSyncCase):
                 f"uses '{name}'", value_type="python", python_code=code
             )
 
+    def test_header_name_invalid(self):
+        with self.assertRaises(ValidationError) as caught:
+            self.make_config(
+                header_ids=[Command.create({"key": "X Bad", "value": "1"})]
+            )
+        self.assertIn("'X Bad' is not a valid HTTP header name", str(caught.exception))
+
     def test_page_size_below_one(self):
         self.assertRefused(
             "Page Size must be at least 1", is_paginated=True, page_size=0

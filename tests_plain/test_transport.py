@@ -726,3 +726,19 @@ def test_send_many_keys_run_in_parallel(scripted_server):
     results = transport.send_many(jobs)
     assert all(r.outcome == "success" for r in results)
     assert time.monotonic() - start < 0.55, "one lane per key, keys in parallel"
+
+
+@pytest.mark.parametrize(
+    "name, valid",
+    [
+        ("X-API-Key", True),
+        ("x_custom.1", True),
+        ("Bad Header", False),
+        ("a:b", False),
+        ("", False),
+        ("Té", False),
+        ("X\r\nInjected", False),
+    ],
+)
+def test_is_valid_header_name(name, valid):
+    assert transport.is_valid_header_name(name) is valid

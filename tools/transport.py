@@ -251,6 +251,14 @@ def render_url(template, values):
     return _PLACEHOLDER_RE.sub(replace, template)
 
 
+_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+def is_valid_header_name(name):
+    """Whether ``name`` is an HTTP header name (an RFC 9110 token)."""
+    return bool(name) and bool(_HEADER_NAME_RE.match(name.strip()))
+
+
 def validate_url(url):
     """Error message if ``url`` is not an absolute http(s) URL with a host.
 
