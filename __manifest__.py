@@ -23,4 +23,5 @@
         "views/bj_api_sync_menus.xml",
     ],
     "demo": ["demo/bj_api_sync_demo.xml"],
+    "uninstall_hook": "uninstall_hook",
 }

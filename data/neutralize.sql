@@ -14,6 +14,10 @@ UPDATE bj_api_sync_header
  WHERE lower(key) IN ('authorization', 'proxy-authorization', 'cookie')
     OR (lower(key) ~ '(token|secret|key|signature|password|auth)'
         AND lower(key) <> 'idempotency-key');
+UPDATE bj_api_sync_param
+   SET value = NULL
+ WHERE lower(key) IN ('sig', 'pwd', 'pass', 'auth', 'authorization')
+    OR lower(key) ~ '(token|secret|key|signature|password|passwd|credential)';
 UPDATE bj_api_sync_delivery
    SET state = 'cancelled', next_attempt_at = NULL
  WHERE state IN ('pending', 'retrying');

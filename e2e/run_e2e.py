@@ -883,6 +883,53 @@ class E2E:
         self.foreign_requests(out, ["/s8"])
         self.retire(config_id)
 
+    def scenario_9(self, out):
+        """A configuration whose every delivery raises beside a healthy one:
+        the healthy one's 100 deliveries all arrive; the poisoned rows wait,
+        marked, and nothing is lost."""
+        rcv = self.receiver
+        poison_id = self.create_config("S9P", "/s9/poison", sign_requests=True)
+        # A signing secret that is not base64: signing raises for every row.
+        self.rpc(CONFIG, "write", [poison_id], {"signing_secret": "whsec_%%%%"})
+        healthy_id = self.create_config("S9H", "/s9/healthy")
+        poison_ids = self.rpc("res.partner", "create", self.partners("S9P", 100))
+        healthy_ids = []
+        for start in range(0, 100, 10):  # interleaved with the poisoned rows
+            healthy_ids += self.rpc(
+                "res.partner", "create", self.partners("S9H", 10, start=start)
+            )
+        self.kick()
+        self.wait_done(healthy_id, 100, 120)
+        events = [Event(pid, "create", {"id": pid}) for pid in healthy_ids]
+        tally(
+            out,
+            events,
+            self.deliveries(healthy_id),
+            rcv.requests(path="/s9/healthy"),
+        )
+        poisoned = self.deliveries(poison_id, fields=("last_error",))
+        marked = [
+            d
+            for d in poisoned
+            if d["state"] == "retrying" and "Internal error" in (d["last_error"] or "")
+        ]
+        out.check(
+            len(poisoned) == len(poison_ids),
+            f"{len(poisoned)} poisoned deliveries for {len(poison_ids)} creations",
+        )
+        out.check(
+            len(marked) == len(poisoned),
+            f"only {len(marked)} of {len(poisoned)} poisoned rows marked retrying",
+        )
+        out.check(not rcv.requests(path="/s9/poison"), "a poisoned delivery was sent")
+        out.notes.append(
+            f"poisoned config: {len(marked)}/{len(poisoned)} rows retrying with "
+            "'Internal error while sending', none sent, none lost"
+        )
+        self.foreign_requests(out, ["/s9/"])
+        self.retire(poison_id)
+        self.retire(healthy_id)
+
     SCENARIOS = (
         (1, "outage_1000_creates", scenario_1),
         (2, "rollback_100_transactions", scenario_2),
@@ -892,6 +939,7 @@ class E2E:
         (6, "hanging_receiver", scenario_6),
         (7, "coalesce_and_delete", scenario_7),
         (8, "circuit_breaker_resume_order", scenario_8),
+        (9, "poison_row", scenario_9),
     )
 
     def run(self):

@@ -43,7 +43,9 @@ class BaseAutomation(models.Model):
             if not config.active:
                 continue
             try:
-                config._trigger_records(records.sudo(), event)
+                # Built with the rights of the user whose change fired the rule
+                # (or of the configuration's Run As user), never as superuser.
+                config._trigger_records(records, event)
             except Exception as error:
                 self._add_postmortem(error)
                 raise

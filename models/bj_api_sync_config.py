@@ -8,10 +8,11 @@ import typing
 import uuid
 from datetime import date, datetime, timedelta
 
+import psycopg2
 from dateutil.relativedelta import relativedelta
 
-from odoo import api, fields, models, release, tools
-from odoo.exceptions import UserError, ValidationError
+from odoo import SUPERUSER_ID, api, fields, models, release, tools
+from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.fields import Domain
 from odoo.modules.module import get_manifest
 from odoo.tools import safe_eval as safe_eval_module
@@ -24,6 +25,22 @@ from ..tools.redact import redact_headers, redact_text, redact_url
 _logger = logging.getLogger(__name__)
 
 MAPPING_MAX_DEPTH = 8
+#: Only members of this group write Python code (lines and scripts), as Odoo
+#: lets only them write server-action code (SPEC §9).
+CODE_GROUP = "base.group_system"
+#: Events fired by automation rules and scheduled syncs: their payloads are
+#: built with the rights of the configuration's Run As user when it has one.
+UNATTENDED_EVENTS = ("create", "write", "create_or_write", "unlink", "cron")
+#: Sane bounds of numeric settings, refused at save outside them (SPEC §9).
+#: ``{field: (low, high)}``; timeouts must be strictly above their low bound.
+LIMITS = {
+    "connect_timeout": (0.0, 300.0),
+    "read_timeout": (0.0, 3600.0),
+    "page_size": (1, 10000),
+    "max_retries": (0, 10),
+    "backoff_factor": (0.0, 60.0),
+}
+EXCLUSIVE_LOW = frozenset({"connect_timeout", "read_timeout"})
 #: Records whose objects are built together when each is sent on its own.
 BUILD_CHUNK = 100
 
@@ -170,7 +187,7 @@ class BjApiSyncConfig(models.Model):
         default="[]",
         tracking=True,
         help="Only records matching this domain are sent. May use datetime, "
-        "timedelta, relativedelta, context_today, uid and user.",
+        "timedelta, relativedelta, context_today and uid.",
     )
     request_url = fields.Char(
         string="Request URL",
@@ -226,6 +243,22 @@ class BjApiSyncConfig(models.Model):
     )
     log_ids = fields.One2many("bj.api.log", "config_id", string="Logs")
     log_count = fields.Integer(compute="_compute_log_count")
+    run_as_user_id = fields.Many2one(
+        "res.users",
+        string="Run As",
+        ondelete="restrict",
+        domain=[("share", "=", False)],
+        help="Automation rules and scheduled syncs read the records and run the "
+        "mapping code with this user's access rights and record rules. Empty: "
+        "the user whose change fired the rule (scheduled syncs: the user who "
+        "set the schedule). Only Settings administrators choose another user "
+        "than themselves. Buttons (Send Now, Preview, Send to) always use the "
+        "rights of the user who presses them.",
+    )
+    can_edit_code = fields.Boolean(
+        compute="_compute_can_edit_code",
+        help="Whether the current user may write Python code (Settings admins).",
+    )
 
     # ------------------------------------------------------------------
     # Computes
@@ -235,6 +268,12 @@ class BjApiSyncConfig(models.Model):
     def _compute_http_method(self):
         for config in self:
             config.http_method = ",".join(config.http_method_ids.mapped("name"))
+
+    @api.depends_context("uid")
+    def _compute_can_edit_code(self):
+        can = self._user_can_write_code()
+        for config in self:
+            config.can_edit_code = can
 
     def _compute_log_count(self):
         counts = dict(
@@ -305,42 +344,75 @@ class BjApiSyncConfig(models.Model):
         for config in self:
             config._get_records_domain()
 
-    @api.constrains("connect_timeout", "read_timeout")
-    def _check_timeouts(self):
+    @api.constrains(*LIMITS)
+    def _check_limits(self):
         for config in self:
-            if config.connect_timeout <= 0 or config.read_timeout <= 0:
+            config._check_bounds(LIMITS)
+
+    def _check_bounds(self, limits):
+        """Refuse NaN, infinities and values out of ``limits`` (``{field: (low,
+        high)}``, low excluded for the fields of ``EXCLUSIVE_LOW``), naming the
+        field."""
+        self.ensure_one()
+        for name, (low, high) in limits.items():
+            value = self[name]
+            field = self._fields[name]
+            exclusive = name in EXCLUSIVE_LOW
+            bad = not math.isfinite(value) or value > high
+            bad = bad or (value <= low if exclusive else value < low)
+            if bad:
                 raise ValidationError(
                     self.env._(
-                        "Configuration %(name)r: Connection Timeout and Read "
-                        "Timeout must be greater than 0 seconds.",
+                        "Configuration %(name)r: %(field)s must be %(rule)s "
+                        "(got %(value)s).",
+                        name=self.name,
+                        field=field._description_string(self.env),
+                        rule=(
+                            self.env._(
+                                "more than %(low)s and at most %(high)s",
+                                low=low,
+                                high=high,
+                            )
+                            if exclusive
+                            else self.env._(
+                                "between %(low)s and %(high)s", low=low, high=high
+                            )
+                        ),
+                        value=value,
+                    )
+                )
+
+    @api.constrains("run_as_user_id")
+    def _check_run_as_user(self):
+        for config in self:
+            if config.run_as_user_id.id == SUPERUSER_ID:
+                raise ValidationError(
+                    self.env._(
+                        "Configuration %(name)r: Run As cannot be the superuser "
+                        "(OdooBot); choose a user whose access rights apply.",
                         name=config.name,
                     )
                 )
 
-    @api.constrains("page_size", "max_retries", "backoff_factor")
-    def _check_batching(self):
-        for config in self:
-            if config.page_size < 1:
-                raise ValidationError(
-                    self.env._(
-                        "Configuration %(name)r: Page Size must be at least 1.",
-                        name=config.name,
+    @api.constrains("auth_login", "auth_password", "bearer_token")
+    def _check_auth_values(self):
+        self._check_header_safe_values(["auth_login", "auth_password", "bearer_token"])
+
+    def _check_header_safe_values(self, names):
+        """Values that travel in headers: no CR/LF, nothing outside Latin-1
+        (refused at save, naming the field, instead of failing at send)."""
+        for config in self.sudo():
+            for name in names:
+                problem = config[name] and transport.invalid_value_reason(config[name])
+                if problem:
+                    raise ValidationError(
+                        self.env._(
+                            "Configuration %(name)r: %(field)s %(problem)s.",
+                            name=config.name,
+                            field=self._fields[name]._description_string(self.env),
+                            problem=problem,
+                        )
                     )
-                )
-            if config.max_retries < 0 or config.max_retries > 10:
-                raise ValidationError(
-                    self.env._(
-                        "Configuration %(name)r: Max Retries must be between 0 and 10.",
-                        name=config.name,
-                    )
-                )
-            if config.backoff_factor < 0:
-                raise ValidationError(
-                    self.env._(
-                        "Configuration %(name)r: Backoff Factor cannot be negative.",
-                        name=config.name,
-                    )
-                )
 
     @api.constrains("python_script")
     def _check_python_script(self):
@@ -387,6 +459,12 @@ class BjApiSyncConfig(models.Model):
 
         :raises ValidationError: with ``label`` and the line at fault
         """
+        try:
+            sandbox.check_size(code)
+        except ValueError as error:
+            raise ValidationError(
+                self.env._("%(label)s: %(error)s", label=label, error=error)
+            ) from None
         try:
             ast.parse(code, mode="exec")
             rewritten = sandbox.rewrite_imports(code)
@@ -438,16 +516,92 @@ class BjApiSyncConfig(models.Model):
 
     @api.model_create_multi
     def create(self, vals_list):
+        for vals in vals_list:
+            if vals.get("python_script"):
+                self._check_code_author()
+            if vals.get("run_as_user_id"):
+                self._check_run_as_author(vals["run_as_user_id"])
         self.env.registry.clear_cache()
         return super().create(vals_list)
 
     def write(self, vals):
+        if "python_script" in vals and any(
+            (config.python_script or False) != (vals["python_script"] or False)
+            for config in self
+        ):
+            self._check_code_author()
+        if vals.get("run_as_user_id") and any(
+            config.run_as_user_id.id != vals["run_as_user_id"] for config in self
+        ):
+            self._check_run_as_author(vals["run_as_user_id"])
         self.env.registry.clear_cache()
         return super().write(vals)
+
+    @api.ondelete(at_uninstall=False)
+    def _unlink_except_waiting_deliveries(self):
+        waiting = (
+            self.env["bj.api.sync.delivery"]
+            .sudo()
+            ._read_group(
+                [
+                    ("config_id", "in", self.ids),
+                    ("state", "in", ("pending", "retrying")),
+                ],
+                ["config_id"],
+                ["__count"],
+            )
+        )
+        if waiting:
+            raise UserError(
+                self.env._(
+                    "Configuration %(name)r still has %(count)s deliveries waiting "
+                    "to be sent. Archive it instead (its queue is kept), or cancel "
+                    "those deliveries first.",
+                    name=waiting[0][0].name,
+                    count=waiting[0][1],
+                )
+            )
 
     def unlink(self):
         self.env.registry.clear_cache()
         return super().unlink()
+
+    @api.model
+    def _user_can_write_code(self):
+        return self.env.su or self.env.user.has_group(CODE_GROUP)
+
+    @api.model
+    def _check_code_author(self):
+        """Only Settings administrators write Python code (SPEC §9).
+
+        :raises AccessError: for anybody else
+        """
+        if not self._user_can_write_code():
+            raise AccessError(
+                self.env._(
+                    "Only Settings administrators may write Python code in BJ API "
+                    "configurations (Python Script, Python mapping lines), as "
+                    "for Odoo's own server actions."
+                )
+            )
+
+    @api.model
+    def _check_run_as_author(self, user_id):
+        """Only Settings administrators make a configuration run as somebody
+        else: it lends that user's access rights to the configuration."""
+        if user_id != self.env.uid and not self._user_can_write_code():
+            raise AccessError(
+                self.env._(
+                    "Only Settings administrators may choose another user than "
+                    "themselves in Run As."
+                )
+            )
+
+    def _check_manager_access(self):
+        """Buttons that change or send: BJ API Managers of the configuration's
+        company only (``AccessError`` for everybody else), checked before any
+        ``sudo()``."""
+        self.check_access("write")
 
     def copy_data(self, default=None):
         vals_list = super().copy_data(default=default)
@@ -463,6 +617,7 @@ class BjApiSyncConfig(models.Model):
     def action_send_now(self):
         """Send every record matching the domain now and report the outcome."""
         self.ensure_one()
+        self._check_manager_access()
         self._check_sendable()
         records = self._get_matching_records()
         if not records:
@@ -500,11 +655,20 @@ class BjApiSyncConfig(models.Model):
     def action_preview_payload(self):
         """Show the first request this configuration would send; nothing is sent."""
         self.ensure_one()
+        self._check_manager_access()
         self._check_sendable()
         records = self._get_matching_records(limit=self._unit_size())
-        preview = self.env["bj.api.sync.preview"].create(
-            self._prepare_preview_values(records)
-        )
+        try:
+            values = self._prepare_preview_values(records)
+        except SyncError as error:
+            raise UserError(
+                self.env._(
+                    "Configuration %(name)r cannot build its request: %(error)s",
+                    name=self.name,
+                    error=error,
+                )
+            ) from None
+        preview = self.env["bj.api.sync.preview"].create(values)
         return {
             "type": "ir.actions.act_window",
             "name": self.env._("Payload Preview"),
@@ -529,6 +693,9 @@ class BjApiSyncConfig(models.Model):
     # ------------------------------------------------------------------
 
     def _get_domain_eval_context(self):
+        """Names a filter domain may use: values only. No record (such as
+        ``user``) is offered, whose methods a domain could call: BJ API Managers
+        who are not Settings admins write domains (SPEC §9)."""
         return {
             "datetime": datetime,
             "date": date,
@@ -537,7 +704,6 @@ class BjApiSyncConfig(models.Model):
             "time": safe_eval_module.time,
             "context_today": lambda: fields.Date.context_today(self),
             "uid": self.env.uid,
-            "user": self.env.user,
         }
 
     def _get_records_domain(self):
@@ -580,6 +746,28 @@ class BjApiSyncConfig(models.Model):
         )
         return records.filtered(lambda r: r.id in matching)
 
+    def _records_for_build(self, records, event):
+        """``records`` in the environment whose rights read them and run the
+        mapping code (SPEC §9), after checking that it may read them.
+
+        Automation rules and scheduled syncs use the configuration's Run As user
+        when set; everything else uses the caller. Never the superuser flag: a
+        caller in ``sudo()`` (automation rules run their actions so) is brought
+        back to its own user's rights.
+
+        :raises AccessError: when that user may not read every record
+        """
+        self.ensure_one()
+        run_as = self.sudo().run_as_user_id
+        if run_as and event in UNATTENDED_EVENTS:
+            env = records.env(user=run_as.id, su=False)
+        else:
+            env = records.env(su=False)
+        records = records.with_env(env)
+        if records:
+            records.check_access("read")
+        return records
+
     def _unit_size(self):
         return self.page_size if self.is_paginated else 1
 
@@ -621,7 +809,7 @@ class BjApiSyncConfig(models.Model):
                 if line.field_path
                 else [None] * len(records)
             )
-            model = self.env[self.model_name]
+            model = records.browse()
             for record, value in zip(records, plain, strict=True):
                 context = self._get_script_eval_context(model, record)
                 context.update(record=record, value=value)
@@ -690,7 +878,8 @@ class BjApiSyncConfig(models.Model):
         union_ids = list(
             dict.fromkeys(i for related, _single in related_list for i in related._ids)
         )
-        union = self.env[leaf.comodel_name].browse(union_ids).with_prefetch(union_ids)
+        union = records.env[leaf.comodel_name].browse(union_ids)
+        union = union.with_prefetch(union_ids)
         objects, errors = mapping._build_objects(union, depth + 1)
         by_id = {}
         for rec, obj, err in zip(union, objects, errors, strict=True):
@@ -736,6 +925,24 @@ class BjApiSyncConfig(models.Model):
                         jsonenc.set_nested(objects[index], key, value)
                     except ValueError as error:
                         errors[index] = PayloadError(str(error))
+        return objects, errors
+
+    def _build_objects_isolated(self, records):
+        """:meth:`_build_objects`, but a failure that escapes it (an access
+        error on a related record, say) only fails the records it concerns:
+        the chunk is built again record by record."""
+        try:
+            return self._build_objects(records)
+        except psycopg2.Error:
+            raise
+        except Exception as error:  # noqa: BLE001 - becomes the records' error
+            if len(records) == 1:
+                return [None], [PayloadError(str(error))]
+        objects, errors = [], []
+        for record in records:
+            obj, err = self._build_objects_isolated(record)
+            objects += obj
+            errors += err
         return objects, errors
 
     @tools.ormcache("self.id")
@@ -790,8 +997,12 @@ class BjApiSyncConfig(models.Model):
                 self._prefetch_tree(targets.with_prefetch(targets._ids), subtree)
 
     def _get_script_eval_context(self, model, records):
+        """Names given to mapping code and scripts. ``env`` is the environment of
+        the records: the rights of the user the payload is built for, never
+        more (SPEC §9)."""
+        env = model.env
         return {
-            "env": self.env,
+            "env": env,
             "model": model,
             "records": records,
             "datetime": datetime,
@@ -800,8 +1011,8 @@ class BjApiSyncConfig(models.Model):
             "relativedelta": relativedelta,
             "json": safe_eval_module.json,
             "time": safe_eval_module.time,
-            "uid": self.env.uid,
-            "user": self.env.user,
+            "uid": env.uid,
+            "user": env.user,
             sandbox.LOADER_NAME: _sandbox_import,
         }
 
@@ -835,13 +1046,13 @@ class BjApiSyncConfig(models.Model):
         object failed get a unit of their own carrying the error.
         """
         self.ensure_one()
-        model = self.env[self.model_name]
+        model = records.browse()
         placeholders = transport.url_placeholders(self.request_url or "")
         # One request per record still builds the objects by chunks, so that the
         # ORM reads each field once per chunk, not once per record.
         size = None if self.is_paginated else BUILD_CHUNK
         for page in self._iter_pages(records, size):
-            objects, errors = self._build_objects(page)
+            objects, errors = self._build_objects_isolated(page)
             if self.is_paginated:
                 good = page.browse(
                     [r.id for r, err in zip(page, errors, strict=True) if not err]
@@ -884,6 +1095,9 @@ class BjApiSyncConfig(models.Model):
         return values
 
     def _finish_unit(self, model, records, body, url):
+        """The unit of one request: the script applied, the body encoded once
+        (a body JSON cannot carry, NaN or a non-text key, is this unit's error
+        rather than anybody's failed transaction)."""
         unit = {"records": records, "body": body, "url": url}
         if self.python_script:
             context = self._get_script_eval_context(model, records)
@@ -895,6 +1109,10 @@ class BjApiSyncConfig(models.Model):
                 return unit
             if "result" in context and context["result"] is not None:
                 unit["body"] = context["result"]
+        try:
+            unit["body_text"] = jsonenc.dumps(unit["body"])
+        except (ValueError, TypeError, RecursionError) as error:
+            unit["error"] = self.env._("The payload cannot be sent as JSON: %s", error)
         return unit
 
     # ------------------------------------------------------------------
@@ -952,6 +1170,7 @@ class BjApiSyncConfig(models.Model):
                 base64.b64encode(f"{login}:{config.auth_password}".encode()).decode()
             )
         secrets += [h.value for h in config.header_ids if h.is_secret]
+        secrets += [p.value for p in config.param_ids if p.is_secret]
         return [s for s in secrets if s]
 
     def _prepare_request(self, unit, timeout=None):
@@ -960,7 +1179,7 @@ class BjApiSyncConfig(models.Model):
         method = self.http_method_ids.name
         key = unit.get("idempotency_key") or str(uuid.uuid4())
         unit["idempotency_key"] = key
-        params = [(p.key, p.value or "") for p in self.param_ids]
+        params = [(p.key, p.value or "") for p in self.sudo().param_ids]
         body = None
         if method == "GET":
             data = unit.get("body")
@@ -1054,6 +1273,8 @@ class BjApiSyncConfig(models.Model):
             )
         config.ensure_one()
         config._check_sendable(records)
+        records = config._records_for_build(records, "manual")
+        config = config.sudo()
         records = config._filter_records(records)
         log_vals = []
         for unit in config._prepare_units(records):

@@ -6,12 +6,11 @@ check. Secrets live in manager-only fields and never reach logs or previews.
 """
 
 import base64
-import fnmatch
 import json
 import logging
 import time
 from datetime import timedelta
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
@@ -27,6 +26,10 @@ SECRET_GROUP = "bj_api_sync.group_bj_api_manager"
 #: Renew a cached OAuth2 token this long before it expires.
 TOKEN_RENEW_MARGIN = 60
 TOKEN_DEFAULT_LIFETIME = 3600
+#: A token endpoint's ``expires_in`` is believed up to this (a year).
+TOKEN_MAX_LIFETIME = 365 * 24 * 3600
+#: Longest rotation grace period (hours): a year.
+SIGNING_GRACE_MAX_HOURS = 365 * 24
 ALLOWED_HOSTS_PARAM = "bj_api_sync.allowed_hosts"
 
 
@@ -99,16 +102,16 @@ class BjApiSyncConfig(models.Model):
                         )
                     )
 
+    @api.constrains("api_key_value", "oauth2_client_id", "oauth2_client_secret")
+    def _check_auth_secret_values(self):
+        self._check_header_safe_values(
+            ["api_key_value", "oauth2_client_id", "oauth2_client_secret"]
+        )
+
     @api.constrains("sign_requests", "signing_grace_hours")
     def _check_signing(self):
         for config in self:
-            if config.signing_grace_hours < 0:
-                raise ValidationError(
-                    self.env._(
-                        "Configuration %(name)r: Rotation Grace cannot be negative.",
-                        name=config.name,
-                    )
-                )
+            config._check_bounds({"signing_grace_hours": (0, SIGNING_GRACE_MAX_HOURS)})
 
     @api.constrains("request_url", "oauth2_token_url")
     def _check_allowed_hosts(self):
@@ -140,8 +143,9 @@ class BjApiSyncConfig(models.Model):
         patterns = self._allowed_host_patterns()
         if not patterns:
             return None
-        host = (urlsplit(url).hostname or "").lower()
-        if any(fnmatch.fnmatchcase(host, pattern) for pattern in patterns):
+        # The host that requests connects to, not what another parser sees.
+        host = transport.url_host(url) or ""
+        if transport.host_allowed(host, patterns):
             return None
         return self.env._(
             "host %(host)s is not in the allowed hosts (%(param)s: %(allowed)s).",
@@ -156,7 +160,8 @@ class BjApiSyncConfig(models.Model):
 
     def action_generate_signing_secret(self):
         """Generate a new signing secret; the previous one stays valid for the
-        grace period (both signatures are sent)."""
+        grace period (both signatures are sent). Managers only."""
+        self._check_manager_access()
         for config in self.sudo():
             values = {"signing_secret": signing.generate_secret()}
             if config.signing_secret:
@@ -173,7 +178,9 @@ class BjApiSyncConfig(models.Model):
         return True
 
     def action_clear_oauth2_token(self):
-        """Forget the cached OAuth2 token; the next request fetches a new one."""
+        """Forget the cached OAuth2 token; the next request fetches a new one.
+        Managers only."""
+        self._check_manager_access()
         self.sudo().write(
             {"oauth2_access_token": False, "oauth2_token_expires_at": False}
         )
@@ -194,19 +201,20 @@ class BjApiSyncConfig(models.Model):
         config = self.sudo()
         secrets = [config.signing_secret] if config.signing_secret else []
         if config.signing_secret_previous and config.signing_rotated_at:
-            grace_end = config.signing_rotated_at + timedelta(
-                hours=config.signing_grace_hours
-            )
+            hours = min(max(config.signing_grace_hours, 0), SIGNING_GRACE_MAX_HOURS)
+            grace_end = config.signing_rotated_at + timedelta(hours=hours)
             if fields.Datetime.now() < grace_end:
                 secrets.append(config.signing_secret_previous)
         return secrets
 
     def _prepare_request(self, unit, timeout=None):
-        for url in (unit.get("url") or self.request_url,):
-            refusal = self._host_refusal(url)
-            if refusal:
-                raise SyncError(refusal)
+        refusal = self._host_refusal(unit.get("url") or self.request_url)
+        if refusal:
+            raise SyncError(refusal)
         request = super()._prepare_request(unit, timeout=timeout)
+        # Checked again by the transport on the prepared request, just before
+        # it connects (the URL a placeholder or a parameter made included).
+        request.allowed_hosts = tuple(self._allowed_host_patterns())
         if self.sign_requests:
             secrets = self._signing_secrets()
             if not secrets:
@@ -320,6 +328,7 @@ class BjApiSyncConfig(models.Model):
             read_timeout=self.read_timeout,
             max_retries=min(self.max_retries, 2),
             backoff_factor=self.backoff_factor,
+            allowed_hosts=tuple(self._allowed_host_patterns()),
         )
         result = transport.send(request, session=self._get_session())
         token, lifetime, error = None, TOKEN_DEFAULT_LIFETIME, result.error
@@ -327,7 +336,7 @@ class BjApiSyncConfig(models.Model):
             try:
                 data = json.loads(result.response_text or "{}")
                 token = data.get("access_token")
-                lifetime = int(data.get("expires_in") or TOKEN_DEFAULT_LIFETIME)
+                lifetime = self._token_lifetime(data.get("expires_in"))
             except (ValueError, TypeError, AttributeError):
                 data = None
             if not token:
@@ -366,6 +375,17 @@ class BjApiSyncConfig(models.Model):
                 raise SyncError(message)
             raise RetryableSyncError(message, status_code=result.status_code)
         return token, max(lifetime, 1)
+
+    @api.model
+    def _token_lifetime(self, expires_in):
+        """Seconds a token lives, from the endpoint's ``expires_in``: absurd
+        values (``1e20``, negative, not a number) are brought within bounds."""
+        if expires_in in (None, "", False):
+            return TOKEN_DEFAULT_LIFETIME
+        seconds = float(expires_in)
+        if seconds != seconds:  # NaN
+            return TOKEN_DEFAULT_LIFETIME
+        return int(min(max(seconds, 1), TOKEN_MAX_LIFETIME))
 
     @api.model
     def _redacted_form(self, form):

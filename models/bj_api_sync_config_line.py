@@ -55,10 +55,23 @@ class BjApiSyncConfigLine(models.Model):
 
     @api.model_create_multi
     def create(self, vals_list):
+        if any(vals.get("python_code") for vals in vals_list):
+            self.env["bj.api.sync.config"]._check_code_author()
         self.env.registry.clear_cache()  # cached payload plans
         return super().create(vals_list)
 
     def write(self, vals):
+        # Writing code, or turning a line that holds code into a Python line,
+        # is for Settings administrators only (SPEC §9).
+        changes_code = "python_code" in vals and any(
+            (line.python_code or False) != (vals["python_code"] or False)
+            for line in self
+        )
+        activates_code = vals.get("value_type") == "python" and any(
+            line.python_code and line.value_type != "python" for line in self
+        )
+        if changes_code or activates_code:
+            self.env["bj.api.sync.config"]._check_code_author()
         self.env.registry.clear_cache()
         return super().write(vals)
 

@@ -11,12 +11,9 @@ from datetime import timedelta
 
 import psycopg2.errors
 
-from odoo import Command, api, fields, models
-from odoo.exceptions import ValidationError
+from odoo import SUPERUSER_ID, Command, api, fields, models
 from odoo.fields import Domain
 from odoo.tools import SQL
-
-from ..tools import jsonenc
 
 _logger = logging.getLogger(__name__)
 
@@ -70,10 +67,17 @@ class BjApiSyncConfig(models.Model):
     action_server_ids = fields.One2many(
         "ir.actions.server", "bj_api_sync_config_id", string="Server Actions"
     )
+    # Automation rules are Settings-admin records: BJ users see how many drive
+    # a configuration (computed as superuser), not the rules themselves.
     automation_ids = fields.Many2many(
-        "base.automation", compute="_compute_automation_ids", string="Automations"
+        "base.automation",
+        compute="_compute_automation_ids",
+        compute_sudo=True,
+        string="Automations",
     )
-    automation_count = fields.Integer(compute="_compute_automation_ids")
+    automation_count = fields.Integer(
+        compute="_compute_automation_ids", compute_sudo=True
+    )
     binding_model = fields.Boolean(
         string="Show in Action Menu",
         help="Adds 'Send to <configuration>' to the Action menu of the model.",
@@ -118,36 +122,14 @@ class BjApiSyncConfig(models.Model):
     )
     def _check_outbox_numbers(self):
         for config in self:
-            if not 1 <= config.max_concurrency <= 16:
-                raise ValidationError(
-                    self.env._(
-                        "Configuration %(name)r: Max Concurrency must be between 1 "
-                        "and 16.",
-                        name=config.name,
-                    )
-                )
-            if config.max_attempts < 1:
-                raise ValidationError(
-                    self.env._(
-                        "Configuration %(name)r: Max Attempts must be at least 1.",
-                        name=config.name,
-                    )
-                )
-            if config.circuit_threshold < 1:
-                raise ValidationError(
-                    self.env._(
-                        "Configuration %(name)r: Pause After Failures must be at "
-                        "least 1.",
-                        name=config.name,
-                    )
-                )
-            if config.sync_interval_number < 0:
-                raise ValidationError(
-                    self.env._(
-                        "Configuration %(name)r: Sync Every cannot be negative.",
-                        name=config.name,
-                    )
-                )
+            config._check_bounds(
+                {
+                    "max_concurrency": (1, 16),
+                    "max_attempts": (1, 100),
+                    "circuit_threshold": (1, 100000),
+                    "sync_interval_number": (0, 100000),
+                }
+            )
 
     def _compute_delivery_stats(self):
         groups = self.env["bj.api.sync.delivery"]._read_group(
@@ -201,6 +183,7 @@ class BjApiSyncConfig(models.Model):
             "model_id",
             "active",
             "name",
+            "run_as_user_id",
         } & set(vals):
             self._sync_cron()
         if {"binding_model", "model_id", "name", "active"} & set(vals):
@@ -237,10 +220,15 @@ class BjApiSyncConfig(models.Model):
                 interval_type=config.sync_interval_type or "hours",
                 active=True,
             )
+            # The scheduled sync reads records with the rights of the Run As
+            # user, else of the user who set the schedule: never the superuser.
+            user = config.run_as_user_id or self.env.user
+            if user.id == SUPERUSER_ID:
+                user = self.env.ref("base.user_admin", raise_if_not_found=False)
+            values["user_id"] = user.id
             if config.cron_id:
                 config.cron_id.write(values)
             else:
-                values["user_id"] = self.env.ref("base.user_root").id
                 config.cron_id = self.env["ir.cron"].create(values)
 
     def _sync_binding(self):
@@ -292,6 +280,7 @@ class BjApiSyncConfig(models.Model):
     def action_open_automate(self):
         """Open the wizard creating automation rules for this configuration."""
         self.ensure_one()
+        self._check_manager_access()
         return {
             "type": "ir.actions.act_window",
             "name": self.env._("Automate %s", self.name),
@@ -303,12 +292,14 @@ class BjApiSyncConfig(models.Model):
 
     def action_resume(self):
         """Resume a paused configuration now; its backlog goes out in order."""
+        self._check_manager_access()
         for config in self.filtered(lambda c: c.sync_state == "paused"):
             config._resume(self.env._("Resumed by %s.", self.env.user.name))
         return True
 
     def action_pause(self):
         """Hold every delivery of this configuration until resumed."""
+        self._check_manager_access()
         for config in self.filtered(lambda c: c.sync_state == "active"):
             config._pause(self.env._("Paused by %s.", self.env.user.name))
         return True
@@ -340,24 +331,32 @@ class BjApiSyncConfig(models.Model):
         return self.max_concurrency if self.delivery_mode == "queued" else 1
 
     def _trigger_records(self, records, event="manual"):
-        """Entry point of every trigger: queue or send ``records`` per the mode."""
+        """Entry point of every trigger: queue or send ``records`` per the mode.
+
+        ``records`` are first moved to the environment whose rights build their
+        payloads (see ``_records_for_build``), which must be able to read them.
+        """
         self.ensure_one()
+        records = self._records_for_build(records, event)
         if self.delivery_mode == "immediate":
             return self._make_outbound_http_request(records)
         return self._enqueue(records, event)
 
-    def _sync_all(self, event="cron"):
+    def _sync_all(self, event="cron", env=None):
         """Send every record matching the domain (scheduled sync, no records).
 
         Records are read in pages, with the cache cleared between pages, so the
         memory used does not grow with the number of records.
+
+        :param env: the environment whose user reads the records (the cron's);
+            default: this configuration's
         """
         self.ensure_one()
         started = fields.Datetime.now()
         domain = self._get_records_domain()
         if self.sync_mode == "changed" and self.last_sync_at and event == "cron":
             domain &= Domain("write_date", ">", self.last_sync_at)
-        model = self.env[self.model_name]
+        model = (env or self.env)[self.model_name]
         size = max(self.page_size, 100) if self.is_paginated else 200
         ok = True
         last_id = 0
@@ -403,6 +402,7 @@ class BjApiSyncConfig(models.Model):
         """
         self.ensure_one()
         self._check_sendable(records)
+        records = self._records_for_build(records, event)
         if event in ("create", "write", "create_or_write"):
             self._buffer_event(records, event)
             return self.env["bj.api.sync.delivery"]
@@ -422,37 +422,55 @@ class BjApiSyncConfig(models.Model):
                 pending = cr.precommit.data.pop(BUFFER_KEY, {})
                 env["bj.api.sync.config"].sudo()._flush_enqueued(pending)
 
-        per_config = buffer.setdefault(self.id, {})
+        # Bodies are built later with the rights of the user that queued them.
+        per_config = buffer.setdefault((self.id, records.env.uid), {})
         for record_id in records.ids:
             # The first event wins: created then written is still a creation.
             per_config.setdefault(record_id, event)
 
     def _forget_buffered(self, records):
         buffer = self.env.cr.precommit.data.get(BUFFER_KEY) or {}
-        per_config = buffer.get(self.id) or {}
-        for record_id in records.ids:
-            per_config.pop(record_id, None)
+        for (config_id, _uid), per_config in buffer.items():
+            if config_id == self.id:
+                for record_id in records.ids:
+                    per_config.pop(record_id, None)
 
     @api.model
     def _flush_enqueued(self, pending):
-        """Pre-commit: build the buffered create/update events, one per record."""
-        now = self.env.cr.now()
-        for config_id, events in pending.items():
+        """Pre-commit: build the buffered create/update events, one per record.
+
+        Never fails the transaction that queued them: whatever goes wrong while
+        building becomes dead deliveries carrying the error (and a log line).
+        """
+        for (config_id, uid), events in pending.items():
             config = self.browse(config_id).exists()
             if not config or not events:
                 continue
-            records = self.env[config.model_name].browse(list(events)).exists()
-            records = config._filter_records(records)
-            by_event = {}
-            for record in records:
-                event = events[record.id]
-                if event == "create_or_write":
-                    event = "create" if record.create_date == now else "write"
-                by_event.setdefault(event, []).append(record.id)
-            for event, ids in by_event.items():
-                config._create_deliveries(
-                    self.env[config.model_name].browse(ids), event
+            try:
+                with self.env.cr.savepoint():
+                    config._flush_enqueued_events(uid, events)
+            except Exception as error:  # noqa: BLE001 - the user's commit goes on
+                _logger.exception(
+                    "bj_api_sync: building queued deliveries of configuration %s "
+                    "failed",
+                    config.id,
                 )
+                config._create_failed_deliveries(events, str(error))
+
+    def _flush_enqueued_events(self, uid, events):
+        """Build the buffered events of this configuration queued by ``uid``,
+        with that user's rights."""
+        now = self.env.cr.now()
+        model = self.env(user=uid, su=False)[self.model_name]
+        records = self._filter_records(model.browse(list(events)).exists())
+        by_event = {}
+        for record in records:
+            event = events[record.id]
+            if event == "create_or_write":
+                event = "create" if record.create_date == now else "write"
+            by_event.setdefault(event, []).append(record.id)
+        for event, ids in by_event.items():
+            self._create_deliveries(model.browse(ids), event)
 
     def _create_deliveries(self, records, event):
         """Build the bodies of ``records`` now and write them to the outbox."""
@@ -483,7 +501,7 @@ class BjApiSyncConfig(models.Model):
                     next_attempt_at=False,
                 )
             else:
-                values["payload"] = jsonenc.dumps(unit["body"])
+                values["payload"] = unit["body_text"]
             # Coalesce with a row this same transaction already wrote (a flush at
             # a savepoint ran the pre-commit hook earlier): update, do not add.
             previous = single and txn.get((self.id, single))
@@ -503,6 +521,30 @@ class BjApiSyncConfig(models.Model):
             self.env.cr.postcommit.data[TRIGGERED_KEY] = True
             Delivery._trigger_cron()
         return created | updated
+
+    def _create_failed_deliveries(self, events, error):
+        """Dead deliveries recording why the events could not be built."""
+        self.ensure_one()
+        self.env["bj.api.sync.delivery"].sudo().create(
+            [
+                {
+                    "config_id": self.id,
+                    "res_model": self.model_name,
+                    "res_ids": str(record_id),
+                    "res_id": record_id,
+                    "event": event if event != "create_or_write" else "write",
+                    "request_url": self.request_url,
+                    "state": "dead",
+                    "payload": False,
+                    "last_error": self.env._(
+                        "The payload could not be built: %s", error
+                    ),
+                    "next_attempt_at": False,
+                    "idempotency_key": str(uuid.uuid4()),
+                }
+                for record_id, event in events.items()
+            ]
+        )
 
     # ------------------------------------------------------------------
     # Circuit breaker

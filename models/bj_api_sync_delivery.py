@@ -1,15 +1,15 @@
 import logging
+import math
 import random
 from datetime import timedelta
 
 import psycopg2.errors
 
 from odoo import api, fields, models
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL
 
 from ..exceptions import RetryableSyncError, SyncError
-from ..tools import jsonenc
 
 _logger = logging.getLogger(__name__)
 
@@ -32,9 +32,10 @@ def retry_delay(attempt, retry_after=None, rng=random):
     ``min(6 h, 30 s × 2^(attempt−1)) ± 20 %``, or the server's Retry-After when
     larger (capped at 24 h).
     """
-    base = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(attempt - 1, 0))
+    exponent = min(max(attempt - 1, 0), 32)  # 2**32 × 30 s is far past the cap
+    base = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2**exponent)
     delay = base * (1 + rng.uniform(-RETRY_JITTER, RETRY_JITTER))
-    if retry_after:
+    if retry_after and math.isfinite(float(retry_after)):
         delay = max(delay, min(float(retry_after), RETRY_AFTER_MAX_SECONDS))
     return delay
 
@@ -118,7 +119,9 @@ class BjApiSyncDelivery(models.Model):
     # ------------------------------------------------------------------
 
     def action_retry(self):
-        """Send again from the first attempt (dead, cancelled or waiting rows)."""
+        """Send again from the first attempt (dead, cancelled or waiting rows).
+        Managers only."""
+        self.check_access("write")
         todo = self.filtered(lambda d: d.state != "done")
         if not todo:
             raise UserError(self.env._("Delivered rows cannot be retried."))
@@ -135,7 +138,8 @@ class BjApiSyncDelivery(models.Model):
         return True
 
     def action_cancel(self):
-        """Stop sending these rows; they stay for the record."""
+        """Stop sending these rows; they stay for the record. Managers only."""
+        self.check_access("write")
         todo = self.filtered(lambda d: d.state in ("pending", "retrying", "dead"))
         if not todo:
             raise UserError(
@@ -145,17 +149,24 @@ class BjApiSyncDelivery(models.Model):
         return True
 
     def _rebuild_payload(self):
-        """Build again the body of rows whose build failed when queued."""
+        """Build again the body of rows whose build failed when queued, with
+        the rights of the user asking for it."""
         for delivery in self:
             unit = delivery._prepare_unit()
             records = unit["records"].exists()
             if not records:
                 continue
-            units = list(delivery.config_id.sudo()._prepare_units(records))
+            config = delivery.config_id
+            try:
+                records = config._records_for_build(records, "manual")
+            except AccessError as error:
+                delivery.last_error = str(error)
+                continue
+            units = list(config.sudo()._prepare_units(records))
             if len(units) == 1 and not units[0].get("error"):
                 delivery.write(
                     {
-                        "payload": jsonenc.dumps(units[0]["body"]),
+                        "payload": units[0]["body_text"],
                         "request_url": units[0]["url"],
                     }
                 )
@@ -307,8 +318,32 @@ class BjApiSyncDelivery(models.Model):
 
     @api.model
     def _process_batch(self, limit=BATCH_SIZE):
-        """Claim and send one batch of due deliveries; return those sent."""
-        return self._claim_batch(limit)._send_batch()
+        """Claim and send one batch of due deliveries; return those sent.
+
+        One row that breaks the batch in a way ``_send_batch`` could not keep
+        to that row (a database error, say) does not stall the queue: the batch's
+        changes are undone, and every claimed row is pushed back with a backoff
+        and the error, so the next claim moves on to other rows.
+        """
+        claimed = self._claim_batch(limit)
+        if not claimed:
+            return claimed
+        try:
+            with self.env.cr.savepoint():
+                return claimed._send_batch()
+        except (
+            psycopg2.errors.SerializationFailure,
+            psycopg2.errors.LockNotAvailable,
+        ):
+            raise
+        except Exception as error:  # noqa: BLE001 - recorded on the rows
+            _logger.warning(
+                "bj_api_sync: a batch of %s deliveries failed: %s", len(claimed), error
+            )
+            claimed.invalidate_recordset()
+            for delivery in claimed:
+                delivery._mark_broken(error)
+            return claimed
 
     @api.model
     def _process_due(self, limit=100):
@@ -355,35 +390,19 @@ class BjApiSyncDelivery(models.Model):
         jobs = []
         handled = self.browse()
         for delivery in self:
-            config = delivery.config_id
-            probing = config.sync_state == "paused"
-            if probing and not config._schedule_next_probe():
+            try:
+                job = delivery._prepare_job()
+            except psycopg2.Error:
+                raise
+            except Exception as error:  # noqa: BLE001 - one row, not the batch
+                delivery._mark_broken(error)
+                handled |= delivery
+                continue
+            if job is None:
                 continue  # another worker is probing this configuration
             handled |= delivery
-            if not delivery.payload:
-                delivery._mark_failed(
-                    "permanent",
-                    delivery.last_error or self.env._("No payload to send."),
-                    None,
-                )
-                continue
-            unit = delivery._prepare_unit()
-            try:
-                request = config._prepare_request(unit)
-            except SyncError as error:
-                unit["error"] = str(error)
-                values = config._prepare_log_values(unit, None, None)
-                values["delivery_id"] = delivery.id
-                self.env["bj.api.log"].sudo().create(values)
-                retryable = isinstance(error, RetryableSyncError)
-                delivery._mark_failed(
-                    "retryable" if retryable else "permanent",
-                    values["error_message"],
-                    None,
-                    probing=probing,
-                )
-                continue
-            jobs.append((delivery, unit, request, probing))
+            if job:
+                jobs.append(job)
         results = self.env["bj.api.sync.config"]._send_prepared(
             [
                 (delivery.config_id, unit, request)
@@ -423,9 +442,14 @@ class BjApiSyncDelivery(models.Model):
                 if probing:
                     config._resume(self.env._("A probe delivery succeeded."))
                 continue
-            delivery._mark_failed(
-                result.outcome, values.get("error_message"), result, probing=probing
-            )
+            try:
+                delivery._mark_failed(
+                    result.outcome, values.get("error_message"), result, probing
+                )
+            except psycopg2.Error:
+                raise
+            except Exception as error:  # noqa: BLE001 - one row, not the batch
+                delivery._mark_broken(error)
             if result.outcome == "retryable" and not probing:
                 breakers |= config
         now = fields.Datetime.now()
@@ -443,6 +467,60 @@ class BjApiSyncDelivery(models.Model):
         for config in breakers:
             config._check_circuit_breaker()
         return handled
+
+    def _prepare_job(self):
+        """The ``(delivery, unit, request, probing)`` to send for this claimed
+        row; ``None`` when another worker is probing its configuration; False
+        when the row was settled without sending (no payload, request refused).
+        """
+        self.ensure_one()
+        config = self.config_id
+        probing = config.sync_state == "paused"
+        if probing and not config._schedule_next_probe():
+            return None
+        if not self.payload:
+            self._mark_failed(
+                "permanent",
+                self.last_error or self.env._("No payload to send."),
+                None,
+            )
+            return False
+        unit = self._prepare_unit()
+        try:
+            request = config._prepare_request(unit)
+        except SyncError as error:
+            unit["error"] = str(error)
+            values = config._prepare_log_values(unit, None, None)
+            values["delivery_id"] = self.id
+            self.env["bj.api.log"].sudo().create(values)
+            retryable = isinstance(error, RetryableSyncError)
+            self._mark_failed(
+                "retryable" if retryable else "permanent",
+                values["error_message"],
+                None,
+                probing=probing,
+            )
+            return False
+        return (self, unit, request, probing)
+
+    def _mark_broken(self, error):
+        """Record an unexpected failure while handling this row: it goes on
+        like a retryable failure (backoff, then dead after max_attempts), so
+        it never blocks the rows behind it."""
+        self.ensure_one()
+        message = self.env._(
+            "Internal error while sending: %(type)s: %(error)s",
+            type=type(error).__name__,
+            error=str(error)[:500],
+        )
+        try:
+            secrets = self.config_id._get_secrets()
+        except Exception:  # noqa: BLE001 - the message is cut to the type then
+            secrets, message = (), message.split(":")[0]
+        message = self.env["bj.api.log"]._scrub_values(
+            {"error_message": message}, secrets
+        )["error_message"]
+        self._mark_failed("retryable", message, None)
 
     def _mark_failed(self, outcome, error, result, probing=False):
         self.ensure_one()

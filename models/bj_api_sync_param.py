@@ -1,14 +1,23 @@
-from odoo import fields, models
+from odoo import api, fields, models
+
+from ..tools.redact import is_secret_param
 
 
 class BjApiSyncParam(models.Model):
     _name = "bj.api.sync.param"
-    _description = "BJ API Query Parameter"
-    _order = "sequence, id"
+    _inherit = ["bj.api.sync.key.value"]
+    _description = "Query parameter"
 
-    config_id = fields.Many2one(
-        "bj.api.sync.config", required=True, ondelete="cascade", index=True
-    )
-    sequence = fields.Integer(default=10)
-    key = fields.Char(string="Parameter", required=True)
-    value = fields.Char()
+    key = fields.Char(string="Parameter")
+
+    @api.model
+    def _is_secret_name(self, name):
+        return is_secret_param(name)
+
+    @api.model
+    def _value_problem(self, value):
+        # Parameters are URL-encoded (UTF-8): any text goes but control
+        # characters, which have no business in a configured value.
+        if any(ord(char) < 32 or ord(char) == 127 for char in value):
+            return self.env._("contains a control character (CR, LF, tab…)")
+        return None

@@ -1,7 +1,7 @@
 import datetime as _dt
 
-from odoo import api, fields, models
-from odoo.exceptions import ValidationError
+from odoo import Command, api, fields, models
+from odoo.exceptions import UserError, ValidationError
 
 # base.automation triggers → delivery events
 AUTOMATION_EVENTS = {
@@ -96,23 +96,105 @@ class IrActionsServer(models.Model):
     def _bj_api_sync_event(self):
         """The event that runs this action: its automation's trigger, else manual."""
         automation = self.sudo().base_automation_id
-        if automation and self.env.context.get("__action_done"):
+        done = self.env.context.get("__action_done")
+        # Only the automation runner puts records in __action_done: a context
+        # sent over RPC (JSON) cannot, so it cannot pose as an automation.
+        if automation and isinstance(done, dict) and automation in done:
             return AUTOMATION_EVENTS.get(automation.trigger, "manual")
         return "manual"
 
     def _run_action_bj_api_sync_multi(self, eval_context=None):
-        """Sync the active records, or every matching record when there are none
-        (scheduled action)."""
-        config = self.bj_api_sync_config_id
+        """Sync the active records, with the caller's rights; or, run by its own
+        scheduled action, every record matching the domain.
+
+        Odoo runs server actions in ``sudo()``: the records are taken back to
+        the calling user, who must be able to read them. Without records only a
+        scheduled action (``ir.cron``) of this server action, running as its
+        own user, syncs "everything"; any other caller gets an error rather
+        than a full sync (SPEC §9).
+        """
+        config = self.sudo().bj_api_sync_config_id
         if not config.active:
             return False
+        env = (eval_context or {}).get("env") or self.env
+        env = env(su=False)
         context = self.env.context
+        model = context.get("active_model")
         ids = context.get("active_ids") or (
             [context["active_id"]] if context.get("active_id") else []
         )
-        if context.get("active_model") == config.model_name and ids:
-            records = self.env[config.model_name].browse(ids)
+        if model and model != config.model_name:
+            raise UserError(
+                self.env._(
+                    "Server action %(name)r syncs %(expected)s records, not %(given)s.",
+                    name=self.name,
+                    expected=config.model_name,
+                    given=model,
+                )
+            )
+        if ids:
+            records = env[config.model_name].browse(ids)
             config._trigger_records(records, self._bj_api_sync_event())
             return False
-        config._sync_all("cron")
+        if not self._bj_api_sync_runs_as_cron(env):
+            raise UserError(
+                self.env._(
+                    "Server action %(name)r needs records to sync: run it from "
+                    "a list or a form. Syncing every record is done by its "
+                    "scheduled action only.",
+                    name=self.name,
+                )
+            )
+        config._sync_all("cron", env=env)
         return False
+
+    def _bj_api_sync_runs_as_cron(self, env):
+        """Whether this run is a scheduled action of this server action,
+        executed by the cron runner as the scheduled action's own user."""
+        cron_id = self.env.context.get("cron_id")
+        if not cron_id:
+            return False
+        cron = self.env["ir.cron"].sudo().browse(cron_id).exists()
+        return bool(
+            cron
+            and cron.ir_actions_server_id.id == self.id
+            and cron.user_id.id == env.uid
+        )
+
+    @api.model
+    def _bj_api_sync_remove_triggers(self):
+        """Remove what drives this addon's syncs (used when uninstalling):
+        scheduled actions, automation rules (their other actions are kept, on
+        the rule), "Send to" menu entries and the server actions themselves.
+        Without it Odoo would leave active crons and rules that log "Found no
+        way to execute server action" on every write."""
+        actions = (
+            self.sudo()
+            .with_context(active_test=False)
+            .search([("state", "=", "bj_api_sync")])
+        )
+        if not actions:
+            return
+        crons = (
+            self.env["ir.cron"]
+            .sudo()
+            .with_context(active_test=False)
+            .search([("ir_actions_server_id", "in", actions.ids)])
+        )
+        automations = (
+            self.env["base.automation"]
+            .sudo()
+            .with_context(active_test=False)
+            .search([("action_server_ids", "in", actions.ids)])
+        )
+        crons.unlink()
+        emptied = automations.filtered(lambda a: not (a.action_server_ids - actions))
+        emptied.unlink()
+        for automation in automations - emptied:
+            automation.action_server_ids = [
+                Command.unlink(action.id)
+                for action in automation.action_server_ids & actions
+            ]
+        actions = actions.exists()
+        actions.filtered("binding_model_id").unlink_action()
+        actions.unlink()

@@ -4,3 +4,6 @@ from . import test_bad_input
 from . import test_actions
 from . import test_outbox
 from . import test_auth
+from . import test_security
+from . import test_robustness
+from . import test_rpc_security

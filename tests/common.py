@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 from odoo import Command
-from odoo.tests import TransactionCase
+from odoo.tests import HttpCase, TransactionCase, new_test_user
 from odoo.tests.common import _super_send
 
 
@@ -21,6 +21,8 @@ class Reply:
     delay: float = 0.0
     drop: bool = False
     echo: bool = False  # answer with the request's headers and body, as JSON
+    raw: bytes | None = None  # the whole answer, status line included, as is
+    drip: float = 0.0  # seconds between two bytes of ``raw`` (slow senders)
 
 
 @dataclass
@@ -88,6 +90,19 @@ class ScriptedServer:
             def _answer(self, reply, body):
                 if reply.delay:
                     time.sleep(reply.delay)
+                if reply.raw is not None:
+                    self.close_connection = True
+                    try:
+                        if not reply.drip:
+                            self.wfile.write(reply.raw)
+                            return
+                        for index in range(len(reply.raw)):
+                            self.wfile.write(reply.raw[index : index + 1])
+                            self.wfile.flush()
+                            time.sleep(reply.drip)
+                    except OSError:
+                        pass  # the client gave up: what these replies test
+                    return
                 if reply.drop:
                     self.close_connection = True
                     self.connection.close()
@@ -145,16 +160,20 @@ class ScriptedServer:
             self.default = Reply()
 
 
-class BjApiSyncCase(TransactionCase):
-    """Base case: a scripted HTTP server per class and record factories."""
+class LocalHttpMixin:
+    """Let requests to local test servers through untouched: Odoo's test
+    handler would rewrite (connect, read) timeout tuples meant for these tests.
+    Anything else stays blocked."""
 
     @classmethod
     def _request_handler(cls, s, r, /, **kw):
-        # Let requests to our own test server through untouched: Odoo's handler
-        # would rewrite (connect, read) timeout tuples meant for these tests.
         if urlsplit(r.url).hostname in ("127.0.0.1", "localhost"):
             return _super_send(s, r, **kw)
         return super()._request_handler(s, r, **kw)
+
+
+class SyncFixtures:
+    """A scripted HTTP server per class and record factories."""
 
     @classmethod
     def setUpClass(cls):
@@ -197,8 +216,68 @@ class BjApiSyncCase(TransactionCase):
         vals.update(values)
         return cls.Config.create(vals)
 
+    @staticmethod
+    def run_as_cron(cron):
+        """Run a scheduled action's server action as the cron runner does (its
+        user, ``cron_id`` in the context), without the runner's own commits."""
+        return (
+            cron.ir_actions_server_id.with_user(cron.user_id)
+            .with_context(cron_id=cron.id)
+            .run()
+        )
+
     @classmethod
     def make_partners(cls, count, **values):
         return cls.env["res.partner"].create(
             [dict({"name": f"Partner {i:04d}"}, **values) for i in range(count)]
         )
+
+
+class UsersMixin:
+    """Users of every kind, made with ``new_test_user`` (password = login).
+
+    portal, internal (no BJ group, may edit contacts), bj_user (BJ API User),
+    bj_manager (BJ API Manager, not a Settings admin), admin_user (Settings),
+    and other_manager (BJ API Manager of a second company only).
+    """
+
+    @classmethod
+    def make_users(cls):
+        env = cls.env
+        cls.company_b = env["res.company"].create({"name": "BJ Company B"})
+        cls.portal = new_test_user(env, "bj_portal", groups="base.group_portal")
+        cls.internal = new_test_user(
+            env, "bj_internal", groups="base.group_user,base.group_partner_manager"
+        )
+        cls.bj_user = new_test_user(
+            env,
+            "bj_user",
+            groups="base.group_user,base.group_partner_manager,"
+            "bj_api_sync.group_bj_api_user",
+        )
+        cls.bj_manager = new_test_user(
+            env,
+            "bj_manager",
+            groups="base.group_user,base.group_partner_manager,"
+            "bj_api_sync.group_bj_api_manager",
+        )
+        cls.admin_user = new_test_user(
+            env, "bj_admin", groups="base.group_user,base.group_system"
+        )
+        cls.other_manager = new_test_user(
+            env,
+            "bj_other_manager",
+            groups="base.group_user,base.group_partner_manager,"
+            "bj_api_sync.group_bj_api_manager",
+            company_id=cls.company_b.id,
+            company_ids=[Command.set(cls.company_b.ids)],
+        )
+
+
+class BjApiSyncCase(SyncFixtures, LocalHttpMixin, TransactionCase):
+    """Base case: a scripted HTTP server per class and record factories."""
+
+
+class BjApiSyncHttpCase(SyncFixtures, LocalHttpMixin, HttpCase):
+    """Over real HTTP: Odoo's own test server, the scripted receiver and the
+    same factories."""

@@ -184,12 +184,16 @@ class TestBadInput(BjApiSyncCase):
 
     def test_page_size_below_one(self):
         self.assertRefused(
-            "Page Size must be at least 1", is_paginated=True, page_size=0
+            "Page Size must be between 1 and 10000 (got 0)",
+            is_paginated=True,
+            page_size=0,
         )
 
     def test_timeouts_not_positive(self):
-        self.assertRefused("greater than 0", connect_timeout=0)
-        self.assertRefused("greater than 0", read_timeout=-1)
+        self.assertRefused(
+            "Connection Timeout must be more than 0.0", connect_timeout=0
+        )
+        self.assertRefused("Read Timeout must be more than 0.0", read_timeout=-1)
 
     def test_placeholders_on_paginated(self):
         self.assertRefused(

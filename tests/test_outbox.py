@@ -459,7 +459,19 @@ class TestOutbox(BjApiSyncCase):
         rows = self.deliveries(config)
         self.assertEqual(rows.mapped("res_id"), sa[:1].ids)
         self.assertEqual(rows.event, "manual")
-        action.with_context(active_model=False, active_ids=False).run()
+        # Without records: only as a scheduled action, run by the cron runner.
+        with self.assertRaises(UserError):
+            action.with_context(active_model=False, active_ids=False).run()
+        cron = self.env["ir.cron"].create(
+            {
+                "name": "Sync all",
+                "ir_actions_server_id": action.id,
+                "interval_number": 1,
+                "interval_type": "days",
+                "user_id": self.env.ref("base.user_admin").id,
+            }
+        )
+        self.run_as_cron(cron)
         rows = self.deliveries(config)
         self.assertEqual(len(rows), 5, "1 + every matching record (3 SA + Q-1)")
         self.assertEqual(set(rows[1:].mapped("event")), {"cron"})
@@ -490,7 +502,7 @@ class TestOutbox(BjApiSyncCase):
         self.assertEqual(cron.interval_number, 2)
         self.assertEqual(cron.state, "bj_api_sync")
         self.assertEqual(cron.model_id, self.partner_model)
-        cron.ir_actions_server_id.run()
+        self.run_as_cron(cron)
         self.assertEqual(len(self.deliveries(config)), 3)
         self.assertTrue(config.last_sync_at)
         # Only records written after the watermark go next time.
@@ -500,7 +512,7 @@ class TestOutbox(BjApiSyncCase):
             (fields.Datetime.now() - timedelta(hours=1), tuple(partners[1:].ids)),
         )
         self.env.invalidate_all()
-        cron.ir_actions_server_id.run()
+        self.run_as_cron(cron)
         rows = self.deliveries(config)
         self.assertEqual(len(rows), 4)
         self.assertEqual(rows[-1].res_id, partners[0].id)
@@ -516,9 +528,9 @@ class TestOutbox(BjApiSyncCase):
             delivery_mode="immediate",
         )
         self.server.script(500)
-        config.cron_id.ir_actions_server_id.run()
+        self.run_as_cron(config.cron_id)
         self.assertFalse(config.last_sync_at)
-        config.cron_id.ir_actions_server_id.run()
+        self.run_as_cron(config.cron_id)
         self.assertTrue(config.last_sync_at)
 
     def test_action_menu_binding(self):
