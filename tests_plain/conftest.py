@@ -6,7 +6,9 @@ the repository root is registered without executing that ``__init__.py``; tests
 then import ``bj_api_sync.tools.transport`` and ``bj_api_sync.exceptions``.
 
 ``scripted_server`` is a real ``ThreadingHTTPServer`` on 127.0.0.1 that answers
-from a queue of scripted replies and records what it received.
+from a queue of scripted replies and records what it received (and how many
+connections it accepted). ``silent_server`` is a TCP listener that accepts and
+then sends nothing, or drips the bytes it is given.
 """
 
 import collections
@@ -41,6 +43,9 @@ class Reply:
     """One scripted answer: status, headers, body, delay, or drop the socket.
 
     ``body_delay`` sends the headers and half the body, then stalls that long.
+    ``drip`` sends the whole response (status line, headers, body) one byte
+    every ``drip`` seconds; ``body_drip`` sends the status line and headers at
+    once, then the body one byte every ``body_drip`` seconds.
     """
 
     status: int = 200
@@ -49,6 +54,8 @@ class Reply:
     delay: float = 0.0
     drop: bool = False
     body_delay: float = 0.0
+    drip: float = 0.0
+    body_drip: float = 0.0
 
 
 DROP = Reply(drop=True)
@@ -69,6 +76,7 @@ class ScriptedServer:
     def __init__(self):
         self.replies = collections.deque()
         self.received = []
+        self.connections = 0
         self.default = Reply(200, {"Content-Type": "application/json"}, b'{"ok":true}')
         self.stop_event = threading.Event()
         self.lock = threading.Lock()
@@ -126,6 +134,9 @@ class ScriptedServer:
                 payload = reply.body
                 if isinstance(payload, str):
                     payload = payload.encode("utf-8")
+                if reply.drip or reply.body_drip:
+                    self._drip(reply, payload)
+                    return
                 try:
                     self.send_response(reply.status)
                     for key, value in reply.headers.items():
@@ -144,7 +155,34 @@ class ScriptedServer:
                 except OSError:
                     self.close_connection = True
 
+            def _drip(self, reply, payload):
+                """Write the response slowly, byte by byte, until the client
+                goes away or the server stops."""
+                self.close_connection = True
+                head = [f"HTTP/1.1 {reply.status} {self.responses[reply.status][0]}"]
+                head += [f"{key}: {value}" for key, value in reply.headers.items()]
+                head.append(f"Content-Length: {len(payload)}")
+                head = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+                if reply.drip:
+                    slow, fast = head + payload, b""
+                else:
+                    slow, fast = payload, head
+                try:
+                    self.wfile.write(fast)
+                    for index in range(len(slow)):
+                        self.wfile.write(slow[index : index + 1])
+                        self.wfile.flush()
+                        if server.stop_event.wait(reply.drip or reply.body_drip):
+                            return
+                except OSError:
+                    pass
+
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
+
+            def setup(self):
+                with server.lock:
+                    server.connections += 1
+                super().setup()
 
             def handle(self):
                 try:
@@ -188,6 +226,68 @@ def scripted_server():
         yield server
     finally:
         server.close()
+
+
+class SilentServer:
+    """A TCP listener on 127.0.0.1 that accepts connections and answers nothing,
+    or, with ``drip``, sends ``greeting`` one byte every ``drip`` seconds (e.g.
+    the start of a TLS record, to stall a handshake)."""
+
+    def __init__(self, greeting=b"", drip=0.0):
+        self.greeting = greeting
+        self.drip = drip
+        self.accepted = 0
+        self.stop_event = threading.Event()
+        self.sockets = []
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.listener.settimeout(0.05)
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stop_event.is_set():
+            try:
+                sock, _address = self.listener.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            self.sockets.append(sock)
+            if self.greeting:
+                threading.Thread(target=self._drip, args=(sock,), daemon=True).start()
+
+    def _drip(self, sock):
+        try:
+            for index in range(len(self.greeting)):
+                sock.sendall(self.greeting[index : index + 1])
+                if self.stop_event.wait(self.drip):
+                    return
+        except OSError:
+            pass
+
+    def close(self):
+        self.stop_event.set()
+        self.thread.join(2)
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
+
+
+@pytest.fixture
+def silent_server():
+    servers = []
+
+    def make(greeting=b"", drip=0.0):
+        servers.append(SilentServer(greeting, drip))
+        return servers[-1]
+
+    try:
+        yield make
+    finally:
+        for server in servers:
+            server.close()
 
 
 @pytest.fixture

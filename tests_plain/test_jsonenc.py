@@ -93,3 +93,65 @@ def test_set_nested_conflict():
 def test_set_nested_bad_keys(key):
     with pytest.raises(ValueError, match="empty part"):
         jsonenc.set_nested({}, key, 1)
+
+
+@pytest.mark.parametrize(
+    ("payload", "where"),
+    [
+        (float("nan"), "$ is nan"),
+        ({"price": float("inf")}, "$.price is inf"),
+        ({"lines": [{"qty": 1}, {"qty": -float("inf")}]}, "$.lines[1].qty is -inf"),
+        ({"amount": Decimal("NaN")}, "$.amount is Decimal('NaN')"),
+        ({"amount": Decimal("-Infinity")}, "$.amount is Decimal('-Infinity')"),
+        ({"tags": {float("nan")}}, "$.tags[0] is nan"),
+        ({"odd key": (1, float("nan"))}, "$['odd key'][1] is nan"),
+        ({float("nan"): 1}, "$ (a key) is nan"),
+    ],
+)
+def test_nan_and_infinity_are_never_sent(payload, where):
+    message = f"NaN and Infinity cannot be sent as JSON: {where}."
+    with pytest.raises(ValueError) as info:
+        jsonenc.dumps(payload)
+    assert str(info.value) == message
+    with pytest.raises(ValueError, match="NaN and Infinity cannot be sent"):
+        jsonenc.encode(payload)
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({(1, 2): 1}, "$ has the key (1, 2) (a tuple)"),
+        ({"a": [{"b": {date(2024, 1, 1): 3}}]}, "$.a[0].b has the key "),
+        ({"a": {Decimal("1.5"): 3}}, "$.a has the key Decimal('1.5') (a Decimal)"),
+        ({"a": {frozenset(): 3}}, "(a frozenset)"),
+    ],
+)
+def test_keys_json_cannot_carry_are_refused(payload, message):
+    with pytest.raises(ValueError) as info:
+        jsonenc.dumps(payload)
+    assert str(info.value).startswith(
+        "JSON object keys must be text, numbers, booleans or null: "
+    )
+    assert message in str(info.value)
+
+
+def test_keys_json_can_carry_still_work():
+    assert jsonenc.dumps({2: "a", 1.5: "b", True: "c", None: "d"}) == (
+        '{"2":"a","1.5":"b","true":"c","null":"d"}'
+    )
+
+
+def test_other_encoding_errors_are_left_alone():
+    loop = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="Circular reference"):
+        jsonenc.dumps(loop)
+
+
+def test_dumps_pretty_is_lenient_for_previews():
+    assert jsonenc.dumps_pretty({"x": float("nan"), "y": -float("inf")}) == (
+        '{\n  "x": NaN,\n  "y": -Infinity\n}'
+    )
+    assert jsonenc.dumps_pretty({(1, 2): [{date(2024, 1, 2): 1}]}) == (
+        '{\n  "(1, 2)": [\n    {\n      "2024-01-02": 1\n    }\n  ]\n}'
+    )

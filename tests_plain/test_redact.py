@@ -1,5 +1,8 @@
 """tools/redact.py: headers, URLs, known secrets, 64 KiB cut."""
 
+import json
+from urllib.parse import quote, quote_plus
+
 import pytest
 
 from bj_api_sync.tools import redact
@@ -152,3 +155,31 @@ def test_truncate_on_utf8_boundary():
     euro = "€" * 4  # 3 bytes each
     assert truncate(euro, limit=7).startswith("€€\n…")
     assert truncate(b"abcdef", limit=3).startswith("abc\n…")
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["tok\r\nX-Injected: 1", "pa'ss\"wörd€", "s3cr3t/with?special&chars=+ %"],
+)
+def test_redact_text_masks_escaped_forms(secret):
+    texts = {
+        "repr": f"Invalid header value {secret!r}",
+        "bytes repr": f"Invalid header value {secret.encode()!r}",
+        "json": f"payload {json.dumps({'v': secret})}",
+        "json unicode": json.dumps({"v": secret}, ensure_ascii=False),
+        "quoted": f"GET /p?v={quote(secret, safe='')}",
+        "quote_plus": f"GET /p?v={quote_plus(secret)}",
+        "plain": f"value: {secret}",
+    }
+    for form, text in texts.items():
+        masked = redact_text(text, [secret])
+        assert REDACTED in masked, form
+        for piece in ("tok", "wörd", "s3cr3t", "ss"):
+            if piece in secret:
+                assert piece not in masked, (form, masked)
+
+
+def test_redact_text_escaped_forms_of_latin1_bytes():
+    secret = "clé-secrète"
+    text = f"Invalid header value {secret.encode('latin-1')!r}"
+    assert redact_text(text, [secret]) == f"Invalid header value b'{REDACTED}'"

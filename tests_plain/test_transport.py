@@ -14,7 +14,6 @@ import pytest
 import requests
 from conftest import Reply
 
-from bj_api_sync.exceptions import RetryableSyncError, SyncError
 from bj_api_sync.tools import transport
 from bj_api_sync.tools.transport import OutboundRequest
 
@@ -126,7 +125,7 @@ def test_url_placeholders_and_render_url():
         ("example.com/api", "http:// or https://"),
         ("https://", "no host"),
         ("http:///path", "no host"),
-        ("https://exa mple.com", "spaces"),
+        ("https://exa mple.com", "a space at position 12"),
         ("http://h:99999/", "not valid"),
     ],
 )
@@ -149,26 +148,6 @@ def test_parse_retry_after():
     assert transport.parse_retry_after(later, now=now) == 90.0
     earlier = format_datetime(now - timedelta(seconds=90), usegmt=True)
     assert transport.parse_retry_after(earlier, now=now) == 0.0
-
-
-def test_result_raise_for_outcome():
-    ok = transport.OutboundResult(status_code=200, outcome="success")
-    ok.raise_for_outcome()
-    retry = transport.OutboundResult(
-        status_code=429, outcome="retryable", error="HTTP 429", retry_after=120.0
-    )
-    with pytest.raises(RetryableSyncError) as info:
-        retry.raise_for_outcome()
-    assert info.value.retry_after == 120.0
-    assert info.value.status_code == 429
-    assert str(info.value) == "HTTP 429"
-    permanent = transport.OutboundResult(
-        status_code=400, outcome="permanent", error="HTTP 400"
-    )
-    with pytest.raises(SyncError) as info:
-        permanent.raise_for_outcome()
-    assert not isinstance(info.value, RetryableSyncError)
-    assert info.value.status_code == 400
 
 
 # --------------------------------------------------------------------------

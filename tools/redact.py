@@ -4,8 +4,9 @@ No ``odoo`` import. Header names and URL parameters are masked by name; known
 secret values are masked wherever they appear in a text with :func:`redact_text`.
 """
 
+import json
 import re
-from urllib.parse import unquote_plus, urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus, unquote_plus, urlsplit, urlunsplit
 
 REDACTED = "***"
 BODY_LIMIT = 65536  # bytes kept of a logged request or response body
@@ -108,13 +109,41 @@ def redact_url(url):
     )
 
 
+def _escaped_forms(secret):
+    """``secret`` as it may appear in an error text: as is, as Python shows it
+    (``repr`` of the text and of its bytes: CR/LF become ``\\r\\n``), as JSON
+    shows it, and URL-quoted."""
+    forms = {
+        secret,
+        repr(secret)[1:-1],
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        quote(secret, safe=""),
+        quote_plus(secret),
+    }
+    for encoding in ("utf-8", "latin-1"):
+        try:
+            forms.add(repr(secret.encode(encoding))[2:-1])
+        except UnicodeEncodeError:
+            pass
+    return forms
+
+
 def redact_text(text, secrets):
-    """``text`` with every occurrence of each secret (4+ characters) masked."""
+    """``text`` with every occurrence of each secret (4+ characters) masked.
+
+    The escaped forms of each secret are masked too (see :func:`_escaped_forms`):
+    an exception message quoting a header value with ``repr`` or a URL with the
+    secret quoted in it must not show it.
+    """
     if not text or not secrets:
         return text
-    values = {str(s) for s in secrets if s and len(str(s)) >= 4}
-    for secret in sorted(values, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
+    values = set()
+    for secret in secrets:
+        if secret and len(str(secret)) >= 4:
+            values |= {f for f in _escaped_forms(str(secret)) if len(f) >= 4}
+    for value in sorted(values, key=len, reverse=True):
+        text = text.replace(value, REDACTED)
     return text
 
 

@@ -6,13 +6,20 @@ problems; it classifies them as ``success``, ``retryable`` or ``permanent``.
 
 Runs on urllib3 1.26.x and 2.x (the lines Odoo pins) and always goes through
 ``requests.Session.send`` so that Odoo's test harness, which patches it, still
-sees every request.
+sees every request. What a hostile URL or receiver could do is bounded here:
+the host actually connected to is checked against an allow-list
+(:func:`url_host`, :func:`host_allowed`), the read timeout covers a whole
+response (a watchdog thread cuts a slow drip), bodies are decoded with a size
+limit (no decompression bomb), header values that would split a header are
+refused before anything is sent.
 """
 
 import codecs
 import email.utils
 import errno
+import heapq
 import http.client
+import itertools
 import logging
 import math
 import os
@@ -21,6 +28,8 @@ import socket
 import ssl
 import threading
 import time
+import unicodedata
+import zlib
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,23 +38,30 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3 import poolmanager as urllib3_poolmanager
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     HTTPError as Urllib3HTTPError,
 )
 from urllib3.exceptions import (
+    LocationParseError,
     MaxRetryError,
     ReadTimeoutError,
     ResponseError,
 )
+from urllib3.util import parse_url
 from urllib3.util.retry import Retry
 
-from ..exceptions import RetryableSyncError, SyncError
 from .redact import redact_url
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 RETRYABLE_4XX = (408, 425, 429)
 BACKOFF_CAP = 30.0  # seconds, longest sleep between two quick retries
-RESPONSE_READ_LIMIT = 1024 * 1024  # bytes of response body kept in memory
+RESPONSE_READ_LIMIT = 1024 * 1024  # bytes of (decoded) response body kept
+RESPONSE_CHUNK = 64 * 1024  # bytes read or decoded at a time
+ACCEPT_ENCODING = "gzip, deflate"  # the encodings :func:`send` can decode
+MAX_CONTENT_ENCODINGS = 4  # stacked Content-Encoding values decoded at most
 POOL_CONNECTIONS = 4
 POOL_MAXSIZE = 8
 MAX_SESSIONS_PER_THREAD = 32
@@ -61,7 +77,11 @@ _PLACEHOLDER_RE = re.compile(
 
 @dataclass
 class OutboundRequest:
-    """Everything needed to send one HTTP request (headers already merged)."""
+    """Everything needed to send one HTTP request (headers already merged).
+
+    ``allowed_hosts``: host patterns (``*`` wildcards, see :func:`host_allowed`);
+    when not empty, :func:`send` refuses any other host before connecting.
+    """
 
     method: str
     url: str
@@ -73,11 +93,16 @@ class OutboundRequest:
     max_retries: int = 3
     backoff_factor: float = 0.5
     retry_after_cap: float = 30.0
+    allowed_hosts: tuple = ()
 
 
 @dataclass
 class OutboundResult:
-    """What happened to an :class:`OutboundRequest` (plain data, never raises)."""
+    """What happened to an :class:`OutboundRequest` (plain data, never raises).
+
+    ``response_truncated``: the body went past :data:`RESPONSE_READ_LIMIT`
+    (decoded bytes) and ``response_text`` holds only its beginning.
+    """
 
     status_code: int | None
     response_headers: dict = field(default_factory=dict)
@@ -89,21 +114,7 @@ class OutboundResult:
     retry_after: float | None = None
     url: str = ""
     location: str | None = None
-
-    @property
-    def ok(self):
-        return self.outcome == SUCCESS
-
-    def raise_for_outcome(self):
-        """Raise :class:`RetryableSyncError` / :class:`SyncError` unless success."""
-        if self.outcome == SUCCESS:
-            return
-        message = self.error or f"HTTP {self.status_code}"
-        if self.outcome == RETRYABLE:
-            raise RetryableSyncError(
-                message, status_code=self.status_code, retry_after=self.retry_after
-            )
-        raise SyncError(message, status_code=self.status_code)
+    response_truncated: bool = False
 
 
 class _RedactingFilter(logging.Filter):
@@ -259,18 +270,174 @@ def is_valid_header_name(name):
     return bool(name) and bool(_HEADER_NAME_RE.match(name.strip()))
 
 
+_CHAR_NAMES = {
+    " ": "a space",
+    "\t": "a tab",
+    "\n": "a line break (LF)",
+    "\r": "a line break (CR)",
+    "\x00": "a NUL character",
+    "\\": "a backslash ('\\')",
+}
+
+
+def _char_label(char):
+    code = f"U+{ord(char):04X}"
+    name = unicodedata.name(char, "")
+    return f"{code} {name}" if name else code
+
+
+def _describe_char(char):
+    """``char`` named for an error message, visible even when it is not."""
+    if char in _CHAR_NAMES:
+        return _CHAR_NAMES[char]
+    if char.isprintable():
+        return f"the character {char!r} ({_char_label(char)})"
+    return f"the invisible character {_char_label(char)}"
+
+
+# control characters but tab, and anything past Latin-1
+_BAD_HEADER_CHAR_RE = re.compile("[\x00-\x08\x0a-\x1f\x7f\u0100-\U0010ffff]")
+
+
+def invalid_value_reason(value):
+    """Why ``value`` cannot travel in an HTTP header, or None when it can.
+
+    Refused: CR and LF (they would end the header and start another), NUL and
+    the other control characters except tab, and anything outside Latin-1 (HTTP
+    sends header values as Latin-1 bytes). The text reads after a field name,
+    e.g. ``"contains a line break (CR/LF)"``; it never repeats the value, which
+    may be a secret.
+    """
+    if value is None or value is False:
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("latin-1")
+    value = str(value)
+    if "\r" in value or "\n" in value:
+        return "contains a line break (CR/LF)"
+    match = _BAD_HEADER_CHAR_RE.search(value)
+    if match is None:
+        return None
+    char = match.group()
+    if char == "\x00":
+        return "contains a NUL character"
+    if ord(char) <= 0xFF:
+        return f"contains the control character U+{ord(char):04X}"
+    shown = f"{char!r} " if char.isprintable() else ""
+    return f"contains the non-Latin-1 character {shown}({_char_label(char)})"
+
+
+def is_valid_header_value(value):
+    """Whether ``value`` can be sent as an HTTP header value
+    (see :func:`invalid_value_reason`)."""
+    return invalid_value_reason(value) is None
+
+
+def url_host(url):
+    """The host ``requests`` connects to for ``url``, or None.
+
+    Computed the way ``requests`` prepares a URL (``PreparedRequest.prepare_url``,
+    i.e. urllib3's ``parse_url`` and IDNA), not with ``urllib.parse``: the two
+    disagree on URLs such as ``http://127.0.0.1:8069\\@api.example.com/``.
+    Lowercase, IPv6 addresses without brackets, None when the URL has no host or
+    does not parse.
+    """
+    if not url:
+        return None
+    try:
+        prepared = requests.models.PreparedRequest()
+        prepared.prepare_url(str(url), None)
+        host = parse_url(prepared.url).host
+    except (requests.exceptions.RequestException, LocationParseError, ValueError):
+        return None
+    if not host:
+        return None
+    host = host.lower()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host
+
+
+def _host_patterns(patterns):
+    if isinstance(patterns, str):
+        patterns = patterns.split(",")
+    return [str(p).strip().lower() for p in patterns or () if p and str(p).strip()]
+
+
+def host_allowed(host, patterns):
+    """Whether ``host`` matches one of ``patterns`` (case-insensitive).
+
+    A pattern is a host name where ``*`` stands for any run of characters
+    (``*.example.com``, ``api-*.example.com``); other characters match
+    themselves. ``patterns`` is a list or a comma-separated string; when it is
+    empty every host is allowed. A missing host is refused when patterns exist.
+    A final dot (``example.com.``) is ignored on both sides.
+    """
+    patterns = _host_patterns(patterns)
+    if not patterns:
+        return True
+    host = str(host or "").strip().lower()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    host = host.removesuffix(".")
+    if not host:
+        return False
+    for pattern in patterns:
+        pattern = pattern.removesuffix(".")
+        if pattern.startswith("[") and pattern.endswith("]"):
+            pattern = pattern[1:-1]
+        regex = ".*".join(re.escape(part) for part in pattern.split("*"))
+        if re.fullmatch(regex, host, re.DOTALL):
+            return True
+    return False
+
+
+# RFC 3986: unreserved, reserved (gen-delims and sub-delims) and "%".
+_URL_CHARS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    "-._~:/?#[]@!$&'()*+,;=%"
+)
+
+
+def _bad_url_char(url):
+    """``(position, char)`` of the first character RFC 3986 does not allow in a
+    URL, ``{field_path}`` placeholders aside; None when there is none."""
+    spans = [m.span() for m in _PLACEHOLDER_RE.finditer(url)]
+    index = 0
+    for position, char in enumerate(url):
+        while index < len(spans) and spans[index][1] <= position:
+            index += 1
+        if index < len(spans) and spans[index][0] <= position:
+            continue
+        if char not in _URL_CHARS:
+            return position, char
+    return None
+
+
 def validate_url(url):
     """Error message if ``url`` is not an absolute http(s) URL with a host.
 
-    Returns None for a valid URL.
+    ``{field_path}`` placeholders are allowed (:func:`render_url` fills them in
+    before sending); any other character outside RFC 3986 (spaces, backslash,
+    control characters, non-ASCII, ``<>"{}|^`` and backtick) is refused, and so
+    is a URL whose host depends on the parser that reads it. Returns None for a
+    valid URL.
     """
     if not url or not str(url).strip():
         return "The URL is empty."
     url = str(url).strip()
-    if any(c.isspace() for c in url):
-        return "The URL must not contain spaces."
+    bad = _bad_url_char(url)
+    if bad:
+        position, char = bad
+        return (
+            f"The URL contains {_describe_char(char)} at position {position + 1}: "
+            "only ASCII letters, digits and -._~:/?#[]@!$&'()*+,;=% may appear "
+            "in a URL (percent-encode anything else)."
+        )
+    # a placeholder renders as URL-quoted text: a neutral word stands for it
+    concrete = _PLACEHOLDER_RE.sub("x", url)
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(concrete)
         parts.port  # noqa: B018 -- raises ValueError on a bad port
     except ValueError as exc:
         return f"The URL is not valid: {exc}."
@@ -278,6 +445,16 @@ def validate_url(url):
         return "The URL must start with http:// or https://."
     if not parts.hostname:
         return "The URL has no host name."
+    if "%" in parts.hostname:
+        return "The URL's host name must not contain percent-encoded characters."
+    host = url_host(concrete)
+    if host is None:
+        return "The URL is not valid: its host name cannot be read."
+    if host != parts.hostname.lower():
+        return (
+            f"The URL is ambiguous: its host reads as {parts.hostname} or as "
+            f"{host} depending on the parser."
+        )
     return None
 
 
@@ -409,6 +586,233 @@ class SyncRetry(Retry):
 
 
 # ----------------------------------------------------------------------------
+# Deadlines: a read timeout for the whole response, not for each socket read
+# ----------------------------------------------------------------------------
+#
+# urllib3's read timeout bounds each socket read, so a receiver that sends one
+# byte a second keeps a worker for as long as it likes. A shared watchdog thread
+# shuts the socket down when an attempt's deadline passes: the blocked read then
+# ends at once, on both urllib3 lines, with or without TLS. The connection
+# classes below arm the watchdog from getresponse() until the response is read
+# or released, and turn the cut into a timeout.
+
+
+class _Watch:
+    """One armed deadline on one socket."""
+
+    __slots__ = ("deadline", "sock", "fired", "cancelled", "lock")
+
+    def __init__(self, sock, seconds):
+        self.deadline = time.monotonic() + seconds
+        self.sock = sock
+        self.fired = False
+        self.cancelled = False
+        self.lock = threading.Lock()
+
+    @property
+    def live(self):
+        return not (self.fired or self.cancelled)
+
+    def cancel(self):
+        """Disarm (idempotent); call before the socket is closed."""
+        with self.lock:
+            self.cancelled = True
+            self.sock = None
+
+    def fire(self):
+        # under the lock: cancel() (then close()) cannot run in between
+        with self.lock:
+            if self.cancelled or self.fired:
+                return
+            self.fired = True
+            sock, self.sock = self.sock, None
+            try:
+                # the plain socket's shutdown, even for an SSLSocket: it wakes
+                # a read blocked in another thread, TLS or not
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except (OSError, TypeError):
+                pass  # already closed
+
+
+class _Watchdog:
+    """One daemon thread per process firing :class:`_Watch` deadlines."""
+
+    def __init__(self):
+        self._reset()
+
+    def _reset(self):
+        self._cond = threading.Condition(threading.Lock())
+        self._heap = []
+        self._seq = itertools.count()
+        self._thread = None
+
+    def watch(self, sock, seconds):
+        """Shut ``sock`` down in ``seconds`` unless the returned watch is
+        cancelled first."""
+        watch = _Watch(sock, seconds)
+        with self._cond:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="bj_api_sync_deadlines", daemon=True
+                )
+                self._thread.start()
+            heapq.heappush(self._heap, (watch.deadline, next(self._seq), watch))
+            if self._heap[0][2] is watch:
+                self._cond.notify()
+        return watch
+
+    def pending(self):
+        """Number of armed watches that are neither cancelled nor fired."""
+        with self._cond:
+            return sum(1 for _d, _s, watch in self._heap if watch.live)
+
+    def _run(self):
+        while True:
+            with self._cond:
+                while True:
+                    while self._heap and not self._heap[0][2].live:
+                        heapq.heappop(self._heap)
+                    if not self._heap:
+                        self._cond.wait()
+                        continue
+                    delay = self._heap[0][0] - time.monotonic()
+                    if delay <= 0:
+                        watch = heapq.heappop(self._heap)[2]
+                        break
+                    self._cond.wait(delay)
+            watch.fire()
+
+
+_WATCHDOG = _Watchdog()
+if hasattr(os, "register_at_fork"):
+    # the thread does not survive a fork (Odoo's prefork workers)
+    os.register_at_fork(after_in_child=_WATCHDOG._reset)
+
+#: Per thread: the read timeout of the :func:`send` in progress and the watch
+#: armed for its last attempt.
+_current = threading.local()
+
+
+class _ReadDeadline(TimeoutError):
+    """The response took longer than the read timeout as a whole."""
+
+
+class _HandshakeTimeout(TimeoutError):
+    """The TLS handshake took longer than the connect timeout."""
+
+
+class _DeadlineConnectionMixin:
+    """Arms the read deadline of each attempt made on this connection."""
+
+    _bj_watch = None
+
+    def _bj_disarm(self):
+        watch, self._bj_watch = self._bj_watch, None
+        if watch is not None:
+            watch.cancel()
+        return watch
+
+    def getresponse(self):
+        # no arguments: urllib3 1.26 first tries getresponse(buffering=True)
+        self._bj_disarm()
+        seconds = getattr(_current, "read_timeout", None)
+        watch = None
+        if seconds and self.sock is not None:
+            watch = self._bj_watch = _WATCHDOG.watch(self.sock, seconds)
+            _current.watch = watch
+        try:
+            return super().getresponse()
+        except BaseException as exc:
+            if watch is not None:
+                watch.cancel()
+                if watch.fired:
+                    raise _ReadDeadline(
+                        f"Read timed out (no full response within {seconds:g} s)"
+                    ) from exc
+            raise
+
+    def close(self):
+        self._bj_disarm()
+        super().close()
+
+
+class _HandshakeTimeoutMixin:
+    """Tells a TLS handshake timeout from a read timeout.
+
+    Both urllib3 lines report a socket timeout during ``connect()`` as a read
+    timeout; CPython already bounds the whole handshake by the socket's
+    timeout, which is the connect timeout at that point.
+    """
+
+    _bj_tcp_connected = False
+
+    def _new_conn(self):
+        sock = super()._new_conn()
+        self._bj_tcp_connected = True
+        return sock
+
+    def connect(self):
+        self._bj_tcp_connected = False
+        try:
+            super().connect()
+        except TimeoutError as exc:
+            # urllib3 turns TCP connect timeouts into its own ConnectTimeoutError
+            # (not a builtin TimeoutError): this one came after the TCP connect,
+            # in the handshake (or, through a proxy, its CONNECT tunnel)
+            if self._bj_tcp_connected:
+                raise _HandshakeTimeout("TLS handshake timed out") from exc
+            raise
+
+
+class _HTTPConnection(_DeadlineConnectionMixin, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(
+    _DeadlineConnectionMixin, _HandshakeTimeoutMixin, HTTPSConnection
+):
+    pass
+
+
+class _PoolMixin:
+    def _put_conn(self, conn):
+        # the response was read or released: its deadline no longer applies;
+        # a connection cut by the watchdog is closed, never reused
+        watch = None
+        if isinstance(conn, _DeadlineConnectionMixin):
+            watch = conn._bj_disarm()
+        if watch is not None and watch.fired:
+            conn.close()
+        super()._put_conn(conn)
+
+
+class _HTTPConnectionPool(_PoolMixin, HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSConnectionPool(_PoolMixin, HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_POOL_CLASSES = {"http": _HTTPConnectionPool, "https": _HTTPSConnectionPool}
+
+
+class SyncAdapter(HTTPAdapter):
+    """``HTTPAdapter`` whose pools use the deadline-aware connections."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOL_CLASSES
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        # SOCKS managers bring their own pool classes: left alone
+        if manager.pool_classes_by_scheme is urllib3_poolmanager.pool_classes_by_scheme:
+            manager.pool_classes_by_scheme = _POOL_CLASSES
+        return manager
+
+
+# ----------------------------------------------------------------------------
 # Sessions
 # ----------------------------------------------------------------------------
 
@@ -419,7 +823,7 @@ def new_session():
     for prefix in ("http://", "https://"):
         session.mount(
             prefix,
-            HTTPAdapter(pool_connections=POOL_CONNECTIONS, pool_maxsize=POOL_MAXSIZE),
+            SyncAdapter(pool_connections=POOL_CONNECTIONS, pool_maxsize=POOL_MAXSIZE),
         )
     return session
 
@@ -489,7 +893,21 @@ def _clean_headers(headers):
         if not isinstance(value, (str, bytes)):
             value = str(value)
         clean[str(key)] = value
+    if not any(key.lower() == "accept-encoding" for key in clean):
+        # requests would also offer br/zstd when those libraries are installed
+        clean["Accept-Encoding"] = ACCEPT_ENCODING
     return clean
+
+
+def _header_problem(headers):
+    """Why ``headers`` cannot be sent (naming the header, never its value)."""
+    for key, value in headers.items():
+        if not is_valid_header_name(key):
+            return f"Invalid header: {key!r} is not a valid header name"
+        reason = invalid_value_reason(value)
+        if reason:
+            return f"Invalid header: the value of {key} {reason}"
+    return None
 
 
 def _response_encoding(response):
@@ -503,20 +921,180 @@ def _response_encoding(response):
     return "utf-8"
 
 
-def _read_body(response):
-    """The response body, at most :data:`RESPONSE_READ_LIMIT` bytes."""
+# ----------------------------------------------------------------------------
+# Response bodies: read with a deadline, decoded with a size limit
+# ----------------------------------------------------------------------------
+
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+_CONTENT_CODINGS = {"gzip": _GZIP_WBITS, "x-gzip": _GZIP_WBITS, "deflate": None}
+
+
+class _ZlibStage:
+    """Incremental gzip / deflate decoding whose output comes in pieces of at
+    most :data:`RESPONSE_CHUNK` bytes, however much the input expands.
+
+    gzip: several members in a row are decoded one after the other. deflate:
+    zlib-wrapped as RFC 9110 says, or raw deflate as some servers send it.
+    """
+
+    def __init__(self, coding):
+        self.coding = coding
+        self.wbits = _CONTENT_CODINGS[coding]
+        self._probe = self.wbits is None  # deflate: zlib or raw, not known yet
+        self._seen = b""
+        self._obj = zlib.decompressobj(
+            zlib.MAX_WBITS if self.wbits is None else self.wbits
+        )
+
+    def decode(self, data):
+        """Yield the decoded pieces of ``data`` (lazily: a consumer that stops
+        early never makes the rest)."""
+        if self._probe:
+            self._seen += data
+        while True:
+            try:
+                out = self._obj.decompress(data, RESPONSE_CHUNK)
+            except zlib.error:
+                if not self._probe:
+                    raise
+                # not zlib-wrapped: decode everything seen so far as raw deflate
+                self._probe = False
+                self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
+                data, self._seen = self._seen, b""
+                continue
+            if self._probe and len(self._seen) >= 2:
+                self._probe, self._seen = False, b""  # the zlib header was fine
+            data = self._obj.unconsumed_tail
+            if out:
+                yield out
+            if self._obj.eof:
+                rest = self._obj.unused_data.lstrip(b"\0")
+                if self.wbits != _GZIP_WBITS or not rest:
+                    return  # anything after the stream is ignored
+                self._obj = zlib.decompressobj(self.wbits)  # next gzip member
+                data = rest
+                continue
+            if not data and len(out) < RESPONSE_CHUNK:
+                return
+
+    def finish(self):
+        """Yield what is left at the end of the input."""
+        if not self._obj.eof:
+            tail = self._obj.flush()
+            if tail:
+                yield tail
+
+
+def _through(stage, pieces):
+    for piece in pieces:
+        yield from stage.decode(piece)
+
+
+class _BodyDecoder:
+    """Decodes a ``Content-Encoding`` stack (``gzip``, ``x-gzip``, ``deflate``,
+    ``identity``, stacked as in ``gzip, gzip``) lazily and piece by piece, so
+    the caller can stop at any size: a few KB on the wire cannot become GBs in
+    memory. ``unsupported`` names a Content-Encoding this decoder cannot undo
+    (``br``, ``zstd``, more than :data:`MAX_CONTENT_ENCODINGS` layers): the
+    body is then not read at all."""
+
+    def __init__(self, header):
+        codings = [c.strip().lower() for c in (header or "").split(",")]
+        codings = [c for c in codings if c and c != "identity"]
+        self.unsupported = None
+        if any(c not in _CONTENT_CODINGS for c in codings) or (
+            len(codings) > MAX_CONTENT_ENCODINGS
+        ):
+            self.unsupported = str(header).strip()
+            codings = []
+        # the coding applied last is listed last and undone first
+        self.stages = [_ZlibStage(c) for c in reversed(codings)]
+
+    def decode(self, data):
+        pieces = iter((data,))
+        for stage in self.stages:
+            pieces = _through(stage, pieces)
+        return pieces
+
+    def finish(self):
+        # each stage ends once the tails of the stages before it went through
+        for index, stage in enumerate(self.stages):
+            pieces = stage.finish()
+            for later in self.stages[index + 1 :]:
+                pieces = _through(later, pieces)
+            yield from pieces
+
+
+def _read_timeout_error(request, url):
+    return requests.exceptions.ReadTimeout(
+        f"Read timed out after {request.read_timeout:g} s ({_host_port(url)})"
+    )
+
+
+def _read_body(response, watch, request):
+    """``(body, truncated, undecoded)`` of ``response``.
+
+    The raw stream is read without urllib3's decoding and decoded here with a
+    size limit: at most :data:`RESPONSE_READ_LIMIT` decoded bytes are kept
+    (``truncated`` then True). ``undecoded`` is the Content-Encoding value
+    when it cannot be decoded: the body is then not read at all. Raises
+    ``requests.exceptions.ReadTimeout`` when ``watch``'s deadline (the read
+    timeout of the whole response) passes, whether the watchdog cut the socket
+    or the bytes kept trickling in.
+    """
+    decoder = _BodyDecoder(response.headers.get("Content-Encoding"))
+    limit = RESPONSE_READ_LIMIT
     chunks = []
     size = 0
+    truncated = False
+
+    def keep(pieces):
+        nonlocal size, truncated
+        for piece in pieces:
+            if size + len(piece) > limit:
+                piece = piece[: limit - size]
+                truncated = True
+            chunks.append(piece)
+            size += len(piece)
+            if truncated:
+                return False
+        return True
+
+    def timed_out():
+        return watch is not None and (watch.fired or time.monotonic() > watch.deadline)
+
     try:
-        for chunk in response.iter_content(64 * 1024):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size >= RESPONSE_READ_LIMIT:
+        if decoder.unsupported:
+            # not read at all (urllib3 2.x would even refuse to read some)
+            return b"", False, decoder.unsupported
+        complete = True
+        for raw in response.raw.stream(RESPONSE_CHUNK, decode_content=False):
+            if timed_out():
+                raise _read_timeout_error(request, response.url)
+            if not keep(decoder.decode(raw)):
+                complete = False
                 break
+        if complete:
+            keep(decoder.finish())
+        # urllib3 1.26 takes a socket cut short for a normal end of body
+        if watch is not None and watch.fired:
+            raise _read_timeout_error(request, response.url)
+    except zlib.error as exc:
+        raise requests.exceptions.ContentDecodingError(
+            f"cannot decode the {response.headers.get('Content-Encoding')} body: {exc}"
+        ) from exc
+    except requests.exceptions.ReadTimeout:
+        raise
+    except Exception as exc:
+        if watch is not None and watch.fired:
+            raise _read_timeout_error(request, response.url) from exc
+        raise
     finally:
-        # fully read: the connection goes back to the pool; cut short: closed
+        # fully read: the connection went back to the pool; cut short: closed
         response.close()
-    return b"".join(chunks)[:RESPONSE_READ_LIMIT]
+        if watch is not None:
+            watch.cancel()
+    return b"".join(chunks), truncated, decoder.unsupported
 
 
 def _host_port(url):
@@ -549,6 +1127,10 @@ def _classify_exception(exc, request, url):
     def text_has(*needles):
         return any(n in str(err) for err in chain for n in needles)
 
+    if has(_HandshakeTimeout):
+        return RETRYABLE, (
+            f"TLS handshake timed out after {request.connect_timeout:g} s ({where})"
+        )
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return RETRYABLE, (
             f"Connect timed out after {request.connect_timeout:g} s ({where})"
@@ -653,8 +1235,46 @@ def send(request, session=None):
 
     ``session`` is a pooled session (see :class:`SessionPool`); without one a
     throw-away session is used and closed. Redirects are never followed.
+
+    - ``request.read_timeout`` bounds each attempt's whole response (status
+      line, headers and body), not each socket read; the TLS handshake is
+      bounded by ``connect_timeout``.
+    - ``request.allowed_hosts``: the host of the final URL (parameters added)
+      is checked right before sending; a refused host gives a permanent result
+      with ``attempts == 0`` and nothing goes out.
+    - Header names and values are checked first (see :func:`invalid_value_reason`);
+      error messages name the header, never its value.
+    - Response bodies are decoded here (gzip, x-gzip, deflate, stacked), keeping
+      at most :data:`RESPONSE_READ_LIMIT` decoded bytes (``response_truncated``).
+      A body in an encoding that cannot be decoded (``br``, ``zstd``…, more
+      than :data:`MAX_CONTENT_ENCODINGS` layers) is not read: ``response_text``
+      says so instead, the outcome still follows the status. NUL characters of
+      the body are replaced by U+FFFD (PostgreSQL text refuses them).
     """
     url = build_url(request.url, request.params)
+    start = time.monotonic()
+
+    def elapsed_ms():
+        return int(round((time.monotonic() - start) * 1000))
+
+    def failure(message, outcome=PERMANENT, attempts=0, status=None):
+        return OutboundResult(
+            status_code=status,
+            response_headers={},
+            response_text="",
+            attempts=attempts,
+            elapsed_ms=elapsed_ms(),
+            outcome=outcome,
+            error=message,
+            retry_after=None,
+            url=url or "",
+            location=None,
+        )
+
+    headers = _clean_headers(request.headers)
+    problem = _header_problem(headers)
+    if problem:
+        return failure(problem)
     own_session = session is None
     if own_session:
         session = new_session()
@@ -662,23 +1282,26 @@ def send(request, session=None):
     for adapter in session.adapters.values():
         if isinstance(adapter, HTTPAdapter):
             adapter.max_retries = retry
-    start = time.monotonic()
-
-    def elapsed_ms():
-        return int(round((time.monotonic() - start) * 1000))
 
     status = None
+    _current.read_timeout = request.read_timeout
+    _current.watch = None
     try:
         prepared = session.prepare_request(
             requests.Request(
                 method=(request.method or "GET").upper(),
                 url=url,
-                headers=_clean_headers(request.headers),
+                headers=headers,
                 data=request.body,
             )
         )
         url = prepared.url
+        if request.allowed_hosts:
+            refused = _refused_host(prepared.url, request.allowed_hosts)
+            if refused:
+                return failure(f"Host {refused} is not in the allowed hosts")
         settings = _environment_settings(session, prepared.url)
+        settings["stream"] = True  # the body is read below, with limits
         response = session.send(
             prepared,
             timeout=(request.connect_timeout, request.read_timeout),
@@ -687,24 +1310,16 @@ def send(request, session=None):
         )
         status = response.status_code
         headers = response.headers
-        body = _read_body(response)
+        body, truncated, undecoded = _read_body(response, _current.watch, request)
     except Exception as exc:  # noqa: BLE001 -- the transport reports, never raises
         outcome, message = _describe_exception(exc, request, url)
         if status is not None:
             message = f"HTTP {status}, then {message[0].lower()}{message[1:]}"
-        return OutboundResult(
-            status_code=status,
-            response_headers={},
-            response_text="",
-            attempts=retry.attempts,
-            elapsed_ms=elapsed_ms(),
-            outcome=outcome,
-            error=message,
-            retry_after=None,
-            url=url or "",
-            location=None,
-        )
+        return failure(message, outcome, retry.attempts, status)
     finally:
+        watch, _current.watch, _current.read_timeout = _current.watch, None, None
+        if watch is not None:
+            watch.cancel()
         if own_session:
             session.close()
 
@@ -715,10 +1330,15 @@ def send(request, session=None):
         error = f"HTTP {status}"
         if 300 <= status < 400:
             error = f"Redirect ({status}) to {redact_url(location or '?')} not followed"
+    if undecoded:
+        text = f"[response body not read: unsupported Content-Encoding {undecoded!r}]"
+    else:
+        text = body.decode(_response_encoding(response), "replace")
+        text = text.replace("\x00", "\ufffd")
     return OutboundResult(
         status_code=status,
         response_headers=dict(headers),
-        response_text=body.decode(_response_encoding(response), "replace"),
+        response_text=text,
         attempts=retry.attempts,
         elapsed_ms=elapsed_ms(),
         outcome=outcome,
@@ -726,7 +1346,26 @@ def send(request, session=None):
         retry_after=parse_retry_after(headers.get("Retry-After")),
         url=url,
         location=location,
+        response_truncated=truncated,
     )
+
+
+def _refused_host(url, patterns):
+    """The host of ``url`` when ``patterns`` refuse it, else None.
+
+    Both parsers are asked (requests/urllib3 and ``urllib.parse``): once
+    requests prepared a URL they agree, and if they ever did not, the URL is
+    refused rather than trusted.
+    """
+    host = url_host(url)
+    try:
+        other = (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        other = ""
+    for candidate in (host, other):
+        if not host_allowed(candidate, patterns):
+            return candidate or host or "?"
+    return None
 
 
 # ----------------------------------------------------------------------------
