@@ -3,9 +3,10 @@ from . import bj_api_sync_key_value
 from . import bj_api_sync_header
 from . import bj_api_sync_param
 from . import bj_api_sync_config_line
+from . import bj_api_sync_request
+from . import bj_api_sync_outbox
+from . import bj_api_sync_auth
 from . import bj_api_sync_config
-from . import bj_api_sync_config_outbox
-from . import bj_api_sync_config_auth
 from . import bj_api_sync_delivery
 from . import bj_api_log
 from . import ir_actions_server

@@ -1,7 +1,7 @@
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
-RELATIONAL_TYPES = ("many2one", "one2many", "many2many")
+from ..mapping import IN_DIRECTIONS, RELATIONAL_TYPES, field_writable_problem
 
 
 class BjApiSyncConfigLine(models.Model):
@@ -50,7 +50,20 @@ class BjApiSyncConfigLine(models.Model):
     )
     is_identifier = fields.Boolean(
         string="Record Identifier",
-        help="Marks the value that identifies the record on the external side.",
+        help="Marks the value that identifies the record on the external side: "
+        "incoming objects are matched to records by it (upsert key).",
+    )
+    direction = fields.Selection(
+        [
+            ("both", "Both (Inbound & Outbound)"),
+            ("out", "Outbound (Odoo → JSON)"),
+            ("in", "Inbound (JSON → Odoo)"),
+        ],
+        required=True,
+        default="both",
+        help="Outbound work (payloads, GET answers) uses Both and Outbound lines; "
+        "inbound work (endpoints, imports, write-back) uses Both and Inbound "
+        "lines.",
     )
 
     @api.model_create_multi
@@ -161,6 +174,44 @@ class BjApiSyncConfigLine(models.Model):
                         path=line.field_path,
                     )
                 )
+
+    @api.constrains("field_path", "direction", "value_type", "config_id")
+    def _check_inbound_field(self):
+        """An inbound line must be able to write its field (SPEC §10): refused
+        at save on readonly fields and on non-stored fields without inverse.
+        Checked for lines the configuration reads inbound."""
+        for line in self:
+            if not line.field_path or not line._is_read_inbound():
+                continue
+            first = self._resolve_field_path(
+                line.config_id.model_name, line.field_path
+            )[0]
+            problem = field_writable_problem(first)
+            if problem:
+                raise ValidationError(
+                    self.env._(
+                        "Mapping line %(key)r: field %(field)s of %(model)s is "
+                        "%(problem)s, so incoming values cannot be written to it. "
+                        "Make the line Outbound only.",
+                        key=line.api_key,
+                        field=first.name,
+                        model=line.config_id.model_name,
+                        problem=problem,
+                    )
+                )
+
+    def _is_read_inbound(self):
+        """Whether the configuration applies this line to incoming JSON."""
+        self.ensure_one()
+        return (
+            self.direction in IN_DIRECTIONS
+            and self.config_id._reads_inbound()
+            and self.value_type != "python"
+        )
+
+    @api.constrains("is_identifier", "direction")
+    def _check_identifier(self):
+        self.config_id._check_identifier_line()
 
     @api.constrains("api_key")
     def _check_api_key(self):

@@ -10,6 +10,7 @@ from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL
 
 from ..exceptions import RetryableSyncError, SyncError
+from .bj_api_sync_request import Unit
 
 _logger = logging.getLogger(__name__)
 
@@ -152,8 +153,7 @@ class BjApiSyncDelivery(models.Model):
         """Build again the body of rows whose build failed when queued, with
         the rights of the user asking for it."""
         for delivery in self:
-            unit = delivery._prepare_unit()
-            records = unit["records"].exists()
+            records = delivery._records().exists()
             if not records:
                 continue
             config = delivery.config_id
@@ -163,15 +163,12 @@ class BjApiSyncDelivery(models.Model):
                 delivery.last_error = str(error)
                 continue
             units = list(config.sudo()._prepare_units(records))
-            if len(units) == 1 and not units[0].get("error"):
+            if len(units) == 1 and not units[0].error:
                 delivery.write(
-                    {
-                        "payload": units[0]["body_text"],
-                        "request_url": units[0]["url"],
-                    }
+                    {"payload": units[0].body_text, "request_url": units[0].url}
                 )
-            elif units and units[0].get("error"):
-                delivery.last_error = units[0]["error"]
+            elif units and units[0].error:
+                delivery.last_error = units[0].error
 
     def action_view_logs(self):
         """Open the HTTP exchanges of this delivery."""
@@ -360,25 +357,23 @@ class BjApiSyncDelivery(models.Model):
     # Sending
     # ------------------------------------------------------------------
 
-    def _prepare_unit(self):
+    def _records(self):
+        """The records this delivery carries (in this environment)."""
         self.ensure_one()
-        records = self.env[self.res_model].browse(
+        return self.env[self.res_model].browse(
             [int(i) for i in (self.res_ids or "").split(",") if i]
         )
-        return {
-            "records": records,
-            # Parsed only when needed (GET query strings): the stored text is
-            # what POST/PUT/PATCH/DELETE send.
-            "body": None,
-            "body_text": self.payload,
-            "url": self.request_url,
-            "idempotency_key": self.idempotency_key,
-        }
 
-    def _send(self):
-        """Send this delivery once and move it along its states."""
+    def _prepare_unit(self):
         self.ensure_one()
-        return bool(self._send_batch())
+        # The stored text is what POST/PUT/PATCH/DELETE send; it is parsed
+        # only when needed (GET query strings).
+        return Unit(
+            self._records(),
+            body_text=self.payload,
+            url=self.request_url,
+            idempotency_key=self.idempotency_key,
+        )
 
     def _send_batch(self):
         """Send these claimed deliveries, concurrently, and record the outcomes.
@@ -489,7 +484,7 @@ class BjApiSyncDelivery(models.Model):
         try:
             request = config._prepare_request(unit)
         except SyncError as error:
-            unit["error"] = str(error)
+            unit.error = str(error)
             values = config._prepare_log_values(unit, None, None)
             values["delivery_id"] = self.id
             self.env["bj.api.log"].sudo().create(values)

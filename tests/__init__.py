@@ -7,3 +7,4 @@ from . import test_auth
 from . import test_security
 from . import test_robustness
 from . import test_rpc_security
+from . import test_mapping

@@ -207,15 +207,20 @@ class TestBadInput(BjApiSyncCase):
             "has no field 'nope'", request_url=self.server.url("/p/{nope}")
         )
 
-    def test_send_on_in_config(self):
+    def make_in_config(self, **values):
         config = self.make_config()
-        config.request_type = "in"
+        config.line_ids.is_identifier = True
+        config.write(dict(request_type="in", **values))
+        return config
+
+    def test_send_on_in_config(self):
+        config = self.make_in_config()
         with self.assertRaises(UserError) as caught:
             config._make_outbound_http_request(self.env.user.partner_id)
         self.assertIn("not an outbound (Out) configuration", str(caught.exception))
 
     def test_send_without_url(self):
-        config = self.make_config(request_type="in", request_url=False)
+        config = self.make_in_config(request_url=False)
         with self.assertRaises(UserError) as caught:
             config._make_outbound_http_request(self.env.user.partner_id)
         self.assertIn("it has no Request URL", str(caught.exception))

@@ -10,7 +10,7 @@ from odoo.tests import tagged
 from ..models.bj_api_sync_delivery import retry_delay
 from .common import BjApiSyncCase, Reply
 
-OUTBOX_LOGGER = "odoo.addons.bj_api_sync.models.bj_api_sync_config_outbox"
+OUTBOX_LOGGER = "odoo.addons.bj_api_sync.models.bj_api_sync_outbox"
 
 
 @tagged("post_install", "-at_install")

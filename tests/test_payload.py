@@ -4,6 +4,7 @@ from datetime import date, datetime
 from odoo import Command
 from odoo.tests import tagged
 
+from ..mapping import Mapping, plain_converter
 from .common import BjApiSyncCase
 
 
@@ -33,7 +34,7 @@ class TestPayload(BjApiSyncCase):
         )
 
     def build(self, config, records):
-        objects, errors = config._build_objects(records)
+        objects, errors = Mapping(config).build_objects(records)
         self.assertEqual(errors, [None] * len(records))
         return objects
 
@@ -67,9 +68,9 @@ class TestPayload(BjApiSyncCase):
         self.assertIs(obj["active"], True)
         rate_date = self.env["res.currency.rate"]._fields["name"]
         self.assertEqual(
-            config._convert_plain(rate_date, date(2024, 2, 29)), "2024-02-29"
+            plain_converter(rate_date.type)(date(2024, 2, 29)), "2024-02-29"
         )
-        self.assertIsNone(config._convert_plain(rate_date, False))
+        self.assertIsNone(plain_converter(rate_date.type)(False))
         created = self.partner.create_date
         self.assertEqual(obj["created"], created.strftime("%Y-%m-%dT%H:%M:%SZ"))
         self.assertEqual(obj["type"], "contact")
@@ -247,7 +248,7 @@ class TestPayload(BjApiSyncCase):
         )
         units = list(config._prepare_units(self.partner))
         self.assertEqual(len(units), 1)
-        body = units[0]["body"]
+        body = units[0].body
         self.assertEqual(body["data"], {"name": "Alice"})
         self.assertEqual(body["echo"], {"name": "Alice"})
         self.assertEqual(body["source"], "odoo")
@@ -265,7 +266,7 @@ class TestPayload(BjApiSyncCase):
         )
         partners = self.make_partners(3, color=2)
         units = list(config._prepare_units(partners))
-        self.assertEqual(units[0]["body"], {"total_revenue": 6, "order_count": 3})
+        self.assertEqual(units[0].body, {"total_revenue": 6, "order_count": 3})
 
     def test_script_without_result_keeps_body(self):
         config = self.make_config(
@@ -273,7 +274,7 @@ class TestPayload(BjApiSyncCase):
             python_script="request_data['extra'] = 1",
         )
         unit = next(config._prepare_units(self.partner))
-        self.assertEqual(unit["body"], {"name": "Alice", "extra": 1})
+        self.assertEqual(unit.body, {"name": "Alice", "extra": 1})
 
     def test_allowed_imports_in_python_line(self):
         config = self.make_config(lines=[("name", "name", "plain")])
@@ -322,7 +323,7 @@ class TestPayload(BjApiSyncCase):
             self.env.invalidate_all()
             records = records.browse(records.ids)
             before = self.env.cr.sql_log_count
-            objects, errors = config._build_objects(records)
+            objects, errors = Mapping(config).build_objects(records)
             self.assertEqual(len(objects), len(records))
             self.assertFalse(any(errors))
             return self.env.cr.sql_log_count - before

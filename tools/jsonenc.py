@@ -222,3 +222,12 @@ def set_nested(target, dotted_key, value):
     else:
         current[last] = value
     return target
+
+
+def short_repr(value, limit=80):
+    """A value as compact JSON for messages, cut at ``limit`` characters."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
