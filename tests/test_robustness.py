@@ -3,6 +3,7 @@ trust-boundary issue), against real servers on 127.0.0.1."""
 
 import gzip
 import json
+import logging
 import time
 import zlib
 
@@ -391,3 +392,36 @@ class TestUninstallHook(BjApiSyncCase):
         self.assertFalse(
             self.env["ir.actions.server"].search([("state", "=", "bj_api_sync")])
         )
+
+
+@tagged("post_install", "-at_install")
+class TestSecretsInErrors(BjApiSyncCase):
+    """Item 9: a secret never reaches an error text, raw or escaped."""
+
+    def test_line_break_in_a_stored_token(self):
+        config = self.make_config(auth_type="bearer", bearer_token="placeholder")
+        # An older row, saved before values were checked.
+        token = "tok-\r\nX-Evil: secret-tail-42"
+        self.env.cr.execute(
+            "UPDATE bj_api_sync_config SET bearer_token = %s WHERE id = %s",
+            (token, config.id),
+        )
+        config.invalidate_recordset()
+        config._enqueue(self.make_partners(1), "manual")
+        lines = []
+        handler = logging.Handler(logging.DEBUG)
+        handler.emit = lambda record: lines.append(record.getMessage())
+        logger = logging.getLogger("odoo.addons.bj_api_sync")
+        logger.addHandler(handler)
+        try:
+            [row] = self.env["bj.api.sync.delivery"]._process_due()
+        finally:
+            logger.removeHandler(handler)
+        texts = [row.last_error or "", *row.log_ids.mapped("error_message")]
+        texts += row.log_ids.mapped("request_headers") + lines
+        self.assertTrue(row.last_error)
+        for text in texts:
+            for form in (token, repr(token)[1:-1], json.dumps(token)[1:-1]):
+                self.assertNotIn(form, text or "")
+            self.assertNotIn("secret-tail-42", text or "")
+        self.assertFalse(self.server.received)
