@@ -1,7 +1,11 @@
-"""Errors raised by bj_api_sync's transport layer.
+"""Errors of preparing a request that cannot (or cannot yet) be sent.
 
-Plain Python on purpose (no ``odoo`` import): the tools and their tests run without
-Odoo. Models turn these into ``UserError`` only in ``action_*`` methods.
+The transport never raises for network or HTTP problems: it returns a result
+classified success / retryable / permanent. These exceptions are raised while a
+request is being prepared: a host the allow-list refuses or a signing secret
+missing (``SyncError``), an OAuth2 token endpoint failing (``RetryableSyncError``).
+Delivery code records them on the delivery and its log; ``action_*`` methods turn
+them into ``UserError``. Plain Python (no ``odoo`` import).
 """
 
 

@@ -1,5 +1,7 @@
 from odoo import models
 
+from odoo.addons.base.models.ir_actions import ServerActionWithWarningsError
+
 from .ir_actions_server import AUTOMATION_EVENTS
 
 
@@ -39,6 +41,16 @@ class BaseAutomation(models.Model):
             records.date_automation_last = self.env.cr.now()
         event = AUTOMATION_EVENTS.get(self.trigger, "manual")
         for action in actions:
+            # The checks Odoo's own runner makes before running an action.
+            action._can_execute_action_on_records(records)
+            if action.warning:
+                raise ServerActionWithWarningsError(
+                    self.env._(
+                        "Server action %(action_name)s has one or more warnings, "
+                        "address them first.",
+                        action_name=action.name,
+                    )
+                )
             config = action.bj_api_sync_config_id
             if not config.active:
                 continue

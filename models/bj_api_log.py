@@ -3,7 +3,9 @@ import logging
 from datetime import timedelta
 
 from odoo import api, fields, models
+from odoo.fields import Domain
 from odoo.tools import SQL
+from odoo.tools.constants import GC_UNLINK_LIMIT
 
 from ..tools.redact import BODY_LIMIT, redact_headers, redact_text, redact_url, truncate
 
@@ -136,13 +138,14 @@ class BjApiLog(models.Model):
         )
         return self.browse([row[0] for row in ids])
 
-    @api.autovacuum
-    def _gc_logs(self):
-        """Delete old logs: success after ``bj_api_sync.log_retention_days``
-        (default 30), errors after ``bj_api_sync.error_log_retention_days``
-        (default 90)."""
+    @api.model
+    def _retention_limits(self):
+        """``{"success": datetime or None, "error": datetime or None}``: rows
+        older than these go (``bj_api_sync.log_retention_days``, default 30,
+        and ``bj_api_sync.error_log_retention_days``, default 90; 0 keeps)."""
         params = self.env["ir.config_parameter"].sudo()
         now = fields.Datetime.now()
+        limits = {}
         for state, key, default in (
             ("success", "bj_api_sync.log_retention_days", 30),
             ("error", "bj_api_sync.error_log_retention_days", 90),
@@ -152,10 +155,26 @@ class BjApiLog(models.Model):
             except ValueError:
                 _logger.warning("bj_api_sync: %s is not a number of days", key)
                 days = default
-            if days <= 0:
-                continue
-            limit_date = now - timedelta(days=days)
-            old = self.sudo().search(
-                [("state", "=", state), ("create_date", "<", limit_date)]
-            )
-            old.unlink()
+            limits[state] = now - timedelta(days=days) if days > 0 else None
+        return limits
+
+    @api.model
+    def _gc_batch(self, model, domains):
+        """Delete one batch (``GC_UNLINK_LIMIT``) of the rows of ``model``
+        matching any of ``domains``; return ``(done, remaining)`` as core's
+        autovacuum methods do (it calls again while something remains)."""
+        domain = Domain.OR(domains) if domains else Domain.FALSE
+        rows = self.env[model].sudo().search(domain, limit=GC_UNLINK_LIMIT)
+        rows.unlink()
+        return len(rows), len(rows) == GC_UNLINK_LIMIT
+
+    @api.autovacuum
+    def _gc_logs(self):
+        """Delete old logs, by batches: success rows after the log retention,
+        error rows after the error log retention."""
+        domains = [
+            Domain("state", "=", state) & Domain("create_date", "<", limit)
+            for state, limit in self._retention_limits().items()
+            if limit
+        ]
+        return self._gc_batch("bj.api.log", domains)

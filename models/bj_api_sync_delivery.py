@@ -7,6 +7,7 @@ import psycopg2.errors
 
 from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError
+from odoo.fields import Domain
 from odoo.tools import SQL
 
 from ..exceptions import RetryableSyncError, SyncError
@@ -22,6 +23,9 @@ RETRY_AFTER_MAX_SECONDS = 24 * 3600
 #: Deliveries claimed together by one cron worker, then sent with at most each
 #: configuration's ``max_concurrency`` requests in flight, and committed at once.
 BATCH_SIZE = 64
+#: Batches in a row undone by conflicts with other workers before the cron
+#: leaves the rest to its next run.
+MAX_CONFLICTS = 5
 
 OPEN_STATES = ("pending", "retrying")
 CLOSED_STATES = ("done", "dead", "cancelled")
@@ -170,6 +174,26 @@ class BjApiSyncDelivery(models.Model):
             elif units and units[0].error:
                 delivery.last_error = units[0].error
 
+    @api.autovacuum
+    def _gc_deliveries(self):
+        """Delete finished deliveries, by batches, with the log retention (SPEC
+        §5): done rows after the log retention, dead and cancelled rows after
+        the error log retention. Waiting rows are never deleted."""
+        Log = self.env["bj.api.log"]
+        limits = Log._retention_limits()
+        domains = []
+        if limits["success"]:
+            domains.append(
+                Domain("state", "=", "done")
+                & Domain("write_date", "<", limits["success"])
+            )
+        if limits["error"]:
+            domains.append(
+                Domain("state", "in", ("dead", "cancelled"))
+                & Domain("write_date", "<", limits["error"])
+            )
+        return Log._gc_batch(self._name, domains)
+
     def action_view_logs(self):
         """Open the HTTP exchanges of this delivery."""
         action = self.env["ir.actions.act_window"]._for_xml_id(
@@ -291,10 +315,24 @@ class BjApiSyncDelivery(models.Model):
     def _cron_send_deliveries(self, limit=None):
         """Delivery cron: send due rows in small concurrent batches, committing
         after each batch so a crash re-sends at most one batch (same keys)."""
-        cron = self.env["ir.cron"]
+        return self._drain(
+            limit,
+            commit=self.env["ir.cron"]._commit_progress,
+            rollback=self.env.cr.rollback,
+        )
+
+    @api.model
+    def _drain(self, limit, commit, rollback):
+        """Send due batches until none is left (or ``limit`` rows were sent).
+
+        ``commit(processed, remaining=…)`` ends each batch (the cron's
+        ``_commit_progress``: it returns the time left, 0 to stop); a batch that
+        another worker's change made fail at the database is undone with
+        ``rollback()`` and the loop goes on, a few times in a row at most.
+        """
         remaining = self._count_due()
-        cron._commit_progress(remaining=remaining)
-        done = 0
+        commit(remaining=remaining)
+        done = conflicts = 0
         while limit is None or done < limit:
             try:
                 sent = self._process_batch()
@@ -303,13 +341,17 @@ class BjApiSyncDelivery(models.Model):
                 psycopg2.errors.LockNotAvailable,
             ):
                 # Another worker changed a row we were about to claim.
-                self.env.cr.rollback()
+                rollback()
+                conflicts += 1
+                if conflicts > MAX_CONFLICTS:
+                    break
                 continue
+            conflicts = 0
             if not sent:
                 break
             done += len(sent)
             remaining = max(remaining - len(sent), 0)
-            if not cron._commit_progress(len(sent), remaining=remaining):
+            if not commit(len(sent), remaining=remaining):
                 break
         return done
 

@@ -1,10 +1,12 @@
 import json
 from datetime import timedelta
+from unittest.mock import patch
 
 from odoo import Command, fields
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import Form, new_test_user, tagged
 
+from ..models import bj_api_log
 from .common import BjApiSyncCase
 
 
@@ -117,6 +119,49 @@ class TestActions(BjApiSyncCase):
         self.Log._gc_logs()
         self.assertFalse(error.exists())
 
+    def test_autovacuum_deletes_by_batches(self):
+        config = self.make_action_config()
+        old = fields.Datetime.now() - timedelta(days=40)
+        self.Log.create(
+            [{"config_id": config.id, "state": "success"} for _i in range(5)]
+        )
+        self.env.cr.execute(
+            "UPDATE bj_api_log SET create_date = %s WHERE config_id = %s",
+            (old, config.id),
+        )
+        self.env.invalidate_all()
+        with patch.object(bj_api_log, "GC_UNLINK_LIMIT", 2):
+            self.assertEqual(self.Log._gc_logs(), (2, True))
+            self.assertEqual(self.Log._gc_logs(), (2, True))
+            self.assertEqual(self.Log._gc_logs(), (1, False))
+        self.assertFalse(self.Log.search([("config_id", "=", config.id)]))
+
+    def test_autovacuum_finished_deliveries(self):
+        config = self.make_config()
+        config._enqueue(self.partners, "manual")
+        done, waiting = config.delivery_ids.sorted("id")
+        dead = config._create_deliveries(self.partners[:1], "manual")
+        done.state = "done"
+        dead.state = "dead"
+        Delivery = self.env["bj.api.sync.delivery"]
+
+        def age(rows, days):
+            self.env.flush_all()
+            self.env.cr.execute(
+                "UPDATE bj_api_sync_delivery SET write_date = %s WHERE id IN %s",
+                (fields.Datetime.now() - timedelta(days=days), tuple(rows.ids)),
+            )
+            rows.invalidate_recordset()
+
+        age(done | waiting | dead, 31)
+        self.assertEqual(Delivery._gc_deliveries(), (1, False))
+        self.assertFalse(done.exists(), "done rows follow the success retention")
+        self.assertTrue(dead.exists(), "dead rows follow the error retention")
+        age(dead | waiting, 400)
+        Delivery._gc_deliveries()
+        self.assertFalse(dead.exists())
+        self.assertTrue(waiting.exists(), "waiting rows are never deleted")
+
     def test_autovacuum_uses_parameters(self):
         self.env["ir.config_parameter"].set_param("bj_api_sync.log_retention_days", "2")
         config = self.make_action_config()
@@ -128,7 +173,7 @@ class TestActions(BjApiSyncCase):
         self.Log._gc_logs()
         self.assertFalse(logs.exists())
 
-    def test_form_onchange_and_copy(self):
+    def test_form_and_copy(self):
         with Form(self.Config) as form:
             form.name = "Form config"
             form.model_id = self.partner_model

@@ -2,9 +2,12 @@ import json
 import random
 import time
 from datetime import timedelta
+from unittest.mock import patch
+
+import psycopg2.errors
 
 from odoo import Command, fields
-from odoo.exceptions import UserError
+from odoo.exceptions import UserError, ValidationError
 from odoo.tests import tagged
 
 from ..models.bj_api_sync_delivery import retry_delay
@@ -478,7 +481,7 @@ class TestOutbox(BjApiSyncCase):
 
     def test_server_action_model_mismatch_refused(self):
         config = self.make_config()
-        with self.assertRaises(Exception) as caught:
+        with self.assertRaises(ValidationError) as caught:
             self.env["ir.actions.server"].create(
                 {
                     "name": "Wrong",
@@ -599,3 +602,64 @@ class TestOutbox(BjApiSyncCase):
         self.assertEqual(config.sync_state, "active")
         self.Delivery._process_due()
         self.assertEqual(rows.state, "done")
+
+
+@tagged("post_install", "-at_install")
+class TestDrainLoop(BjApiSyncCase):
+    """The delivery cron's loop: a batch undone by a conflict with another
+    worker is rolled back and the loop goes on (savepoints stand for the
+    cron's commits, which a test may not make)."""
+
+    def test_conflict_rolled_back_and_loop_goes_on(self):
+        config = self.make_config()
+        config._enqueue(self.make_partners(3), "manual")
+        Delivery = self.env["bj.api.sync.delivery"]
+        model_class = type(Delivery)
+        original = model_class._process_batch
+        calls = []
+
+        def flaky(self, limit=64):
+            calls.append(1)
+            if len(calls) == 1:
+                # What a concurrent update of a claimed row does at the database.
+                self.env.cr.execute("SELECT 1")
+                raise psycopg2.errors.SerializationFailure("concurrent update")
+            return original(self, min(limit, 2))
+
+        savepoints = [self.env.cr.savepoint()]
+        commits = []
+
+        def commit(processed=0, remaining=None):
+            commits.append((processed, remaining))
+            savepoints.append(self.env.cr.savepoint())
+            return 60.0
+
+        def rollback():
+            savepoints[-1].rollback()
+
+        with patch.object(model_class, "_process_batch", flaky):
+            sent = Delivery._drain(None, commit=commit, rollback=rollback)
+        self.assertEqual(sent, 3)
+        self.assertEqual(len(calls), 4, "failed, 2 rows, 1 row, nothing left")
+        self.assertEqual(commits, [(0, 3), (2, 1), (1, 0)])
+        self.assertEqual(set(config.delivery_ids.mapped("state")), {"done"})
+        self.assertEqual(len(self.server.received), 3)
+
+    def test_persistent_conflicts_stop_the_run(self):
+        Delivery = self.env["bj.api.sync.delivery"]
+        config = self.make_config()
+        config._enqueue(self.make_partners(1), "manual")
+        rollbacks = []
+
+        def always_conflicting(self, limit=64):
+            raise psycopg2.errors.LockNotAvailable("locked")
+
+        with patch.object(type(Delivery), "_process_batch", always_conflicting):
+            sent = Delivery._drain(
+                None,
+                commit=lambda *a, **k: 60.0,
+                rollback=lambda: rollbacks.append(1),
+            )
+        self.assertEqual(sent, 0)
+        self.assertEqual(len(rollbacks), 6)
+        self.assertEqual(config.delivery_ids.state, "pending")

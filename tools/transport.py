@@ -831,10 +831,12 @@ def new_session():
 class SessionPool:
     """One pooled ``requests.Session`` per key per thread.
 
-    The key is chosen by the caller, e.g. ``(dbname, config_id, write_date)`` so a
-    changed configuration gets fresh connections. Sessions live in thread-local
-    storage, hence ``send`` may set a per-call ``Retry`` on their adapters. Each
-    thread keeps at most ``max_sessions`` sessions (least recently used closed).
+    The key is chosen by the caller: the models use ``(dbname, config id)``.
+    Sessions carry no configuration (headers, timeouts and retries are set per
+    call), so a changed configuration keeps its connections. Sessions live in
+    thread-local storage, hence ``send`` may set a per-call ``Retry`` on their
+    adapters. Each thread keeps at most ``max_sessions`` sessions (least recently
+    used closed).
     """
 
     def __init__(self, max_sessions=MAX_SESSIONS_PER_THREAD):
@@ -859,12 +861,6 @@ class SessionPool:
         else:
             sessions.move_to_end(key)
         return session
-
-    def discard(self, key):
-        """Close and forget this thread's session for ``key`` (if any)."""
-        session = self._sessions().pop(key, None)
-        if session is not None:
-            session.close()
 
     def clear(self):
         """Close all of this thread's sessions."""
