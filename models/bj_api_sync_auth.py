@@ -129,11 +129,6 @@ class BjApiSyncAuthMixin(models.AbstractModel):
             ["api_key_value", "oauth2_client_id", "oauth2_client_secret"]
         )
 
-    @api.constrains("sign_requests", "signing_grace_hours")
-    def _check_signing(self):
-        for config in self:
-            config._check_bounds({"signing_grace_hours": (0, SIGNING_GRACE_MAX_HOURS)})
-
     @api.constrains("request_url", "oauth2_token_url")
     def _check_allowed_hosts(self):
         for config in self:

@@ -14,27 +14,17 @@ and payloads are built (and JSON read back into values) by the mapping engine,
 ``mapping.py``.
 """
 
-import math
-
 from odoo import SUPERUSER_ID, api, fields, models, tools
 from odoo.exceptions import AccessError, UserError, ValidationError
 
 from ..exceptions import SyncError
 from ..mapping import MAPPING_MAX_DEPTH, LinePlan
 from ..tools import sandbox, transport
+from .bj_api_sync_delivery import OPEN_STATES
 
 #: Only members of this group write Python code (lines and scripts), as Odoo
 #: lets only them write server-action code (SPEC §9).
 CODE_GROUP = "base.group_system"
-#: ``{field: (low, high)}``; timeouts must be strictly above their low bound.
-LIMITS = {
-    "connect_timeout": (0.0, 300.0),
-    "read_timeout": (0.0, 3600.0),
-    "page_size": (1, 10000),
-    "max_retries": (0, 10),
-    "backoff_factor": (0.0, 60.0),
-}
-EXCLUSIVE_LOW = frozenset({"connect_timeout", "read_timeout"})
 #: Fields whose change changes the cached line plans.
 PLAN_FIELDS = frozenset({"line_ids", "request_url", "model_id"})
 
@@ -144,6 +134,49 @@ class BjApiSyncConfig(models.Model):
         help="Whether the current user may write Python code (Settings admins).",
     )
 
+    # Bounds of numeric settings, enforced by the database (NaN and infinities
+    # fail them too): absurd values are refused when saving, naming the field.
+    _connect_timeout_range = models.Constraint(
+        "CHECK (connect_timeout > 0 AND connect_timeout <= 300)",
+        "Connection Timeout must be more than 0 and at most 300 seconds.",
+    )
+    _read_timeout_range = models.Constraint(
+        "CHECK (read_timeout > 0 AND read_timeout <= 3600)",
+        "Read Timeout must be more than 0 and at most 3600 seconds.",
+    )
+    _page_size_range = models.Constraint(
+        "CHECK (page_size BETWEEN 1 AND 10000)",
+        "Page Size must be between 1 and 10000.",
+    )
+    _max_retries_range = models.Constraint(
+        "CHECK (max_retries BETWEEN 0 AND 10)",
+        "Max Retries must be between 0 and 10.",
+    )
+    _backoff_factor_range = models.Constraint(
+        "CHECK (backoff_factor >= 0 AND backoff_factor <= 60)",
+        "Backoff Factor must be between 0 and 60 seconds.",
+    )
+    _max_attempts_range = models.Constraint(
+        "CHECK (max_attempts BETWEEN 1 AND 100)",
+        "Max Attempts must be between 1 and 100.",
+    )
+    _max_concurrency_range = models.Constraint(
+        "CHECK (max_concurrency BETWEEN 1 AND 16)",
+        "Max Concurrency must be between 1 and 16.",
+    )
+    _circuit_threshold_range = models.Constraint(
+        "CHECK (circuit_threshold BETWEEN 1 AND 100000)",
+        "Pause After Failures must be between 1 and 100000.",
+    )
+    _sync_interval_range = models.Constraint(
+        "CHECK (sync_interval_number BETWEEN 0 AND 100000)",
+        "Sync Every must be between 0 and 100000.",
+    )
+    _signing_grace_range = models.Constraint(
+        "CHECK (signing_grace_hours BETWEEN 0 AND 8760)",
+        "Rotation Grace must be between 0 and 8760 hours (a year).",
+    )
+
     # ------------------------------------------------------------------
     # Computes
     # ------------------------------------------------------------------
@@ -227,44 +260,6 @@ class BjApiSyncConfig(models.Model):
     def _check_filter_domain(self):
         for config in self:
             config._get_records_domain()
-
-    @api.constrains(*LIMITS)
-    def _check_limits(self):
-        for config in self:
-            config._check_bounds(LIMITS)
-
-    def _check_bounds(self, limits):
-        """Refuse NaN, infinities and values out of ``limits`` (``{field: (low,
-        high)}``, low excluded for the fields of ``EXCLUSIVE_LOW``), naming the
-        field."""
-        self.ensure_one()
-        for name, (low, high) in limits.items():
-            value = self[name]
-            field = self._fields[name]
-            exclusive = name in EXCLUSIVE_LOW
-            bad = not math.isfinite(value) or value > high
-            bad = bad or (value <= low if exclusive else value < low)
-            if bad:
-                raise ValidationError(
-                    self.env._(
-                        "Configuration %(name)r: %(field)s must be %(rule)s "
-                        "(got %(value)s).",
-                        name=self.name,
-                        field=field._description_string(self.env),
-                        rule=(
-                            self.env._(
-                                "more than %(low)s and at most %(high)s",
-                                low=low,
-                                high=high,
-                            )
-                            if exclusive
-                            else self.env._(
-                                "between %(low)s and %(high)s", low=low, high=high
-                            )
-                        ),
-                        value=value,
-                    )
-                )
 
     @api.constrains("request_type", "line_ids")
     def _check_identifier_line(self):
@@ -394,7 +389,7 @@ class BjApiSyncConfig(models.Model):
             ._read_group(
                 [
                     ("config_id", "in", self.ids),
-                    ("state", "in", ("pending", "retrying")),
+                    ("state", "in", OPEN_STATES),
                 ],
                 ["config_id"],
                 ["__count"],

@@ -17,6 +17,8 @@ from odoo import SUPERUSER_ID, Command, api, fields, models
 from odoo.fields import Domain
 from odoo.tools import SQL
 
+from .bj_api_sync_delivery import OPEN_STATES
+
 _logger = logging.getLogger(__name__)
 
 PROBE_FIRST_SECONDS = 60
@@ -123,17 +125,7 @@ class BjApiSyncOutboxMixin(models.AbstractModel):
     @api.constrains(
         "max_attempts", "circuit_threshold", "sync_interval_number", "max_concurrency"
     )
-    def _check_outbox_numbers(self):
-        for config in self:
-            config._check_bounds(
-                {
-                    "max_concurrency": (1, 16),
-                    "max_attempts": (1, 100),
-                    "circuit_threshold": (1, 100000),
-                    "sync_interval_number": (0, 100000),
-                }
-            )
-
+    @api.depends("delivery_ids.state")
     def _compute_delivery_stats(self):
         groups = self.env["bj.api.sync.delivery"]._read_group(
             [("config_id", "in", self.ids)], ["config_id", "state"], ["__count"]
@@ -147,7 +139,7 @@ class BjApiSyncOutboxMixin(models.AbstractModel):
             config.delivery_count = sum(counts.values())
             config.delivery_stats = " · ".join(
                 f"{counts[state]} {labels[state].lower()}"
-                for state in ("pending", "retrying", "dead")
+                for state in (*OPEN_STATES, "dead")
                 if counts.get(state)
             )
 
@@ -649,9 +641,7 @@ class BjApiSyncOutboxMixin(models.AbstractModel):
         waiting = (
             self.env["bj.api.sync.delivery"]
             .sudo()
-            .search(
-                [("config_id", "=", self.id), ("state", "in", ("pending", "retrying"))]
-            )
+            .search([("config_id", "=", self.id), ("state", "in", OPEN_STATES)])
         )
         waiting.write({"next_attempt_at": now})
         self.env["bj.api.sync.delivery"]._trigger_cron()

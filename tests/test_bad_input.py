@@ -1,8 +1,25 @@
+import psycopg2
+
 from odoo import Command
 from odoo.exceptions import UserError, ValidationError
 from odoo.tests import tagged
+from odoo.tools import mute_logger
 
 from .common import BjApiSyncCase
+
+
+def assert_refused_by_database(case, fragment, save):
+    """``save()`` breaks one of the configuration's database constraints, whose
+    message (what users see) contains ``fragment``."""
+    with (
+        case.assertRaises(psycopg2.IntegrityError) as caught,
+        mute_logger("odoo.sql_db"),
+        case.env.cr.savepoint(),
+    ):
+        save()
+        case.env.flush_all()
+    message = case.env["bj.api.sync.config"]._sql_error_to_message(caught.exception)
+    case.assertIn(fragment, message)
 
 
 @tagged("post_install", "-at_install")
@@ -183,17 +200,23 @@ class TestBadInput(BjApiSyncCase):
         self.assertIn("'X Bad' is not a valid HTTP header name", str(caught.exception))
 
     def test_page_size_below_one(self):
-        self.assertRefused(
-            "Page Size must be between 1 and 10000 (got 0)",
-            is_paginated=True,
-            page_size=0,
+        assert_refused_by_database(
+            self,
+            "Page Size must be between 1 and 10000",
+            lambda: self.make_config(is_paginated=True, page_size=0),
         )
 
     def test_timeouts_not_positive(self):
-        self.assertRefused(
-            "Connection Timeout must be more than 0.0", connect_timeout=0
+        assert_refused_by_database(
+            self,
+            "Connection Timeout must be more than 0",
+            lambda: self.make_config(connect_timeout=0),
         )
-        self.assertRefused("Read Timeout must be more than 0.0", read_timeout=-1)
+        assert_refused_by_database(
+            self,
+            "Read Timeout must be more than 0",
+            lambda: self.make_config(read_timeout=-1),
+        )
 
     def test_placeholders_on_paginated(self):
         self.assertRefused(
