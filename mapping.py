@@ -111,6 +111,14 @@ def plain_converter(field_type):
     return _PLAIN_CONVERTERS.get(field_type, _as_text)
 
 
+def _parse(parser, text):
+    """``parser(text)``, or None when it refuses the text."""
+    try:
+        return parser(text)
+    except (ValueError, binascii.Error):
+        return None
+
+
 def get_nested(data, dotted_key):
     """The value at ``dotted_key`` in ``data`` (dots walk nested objects), or
     ``_MISSING`` when a key on the way is absent or not an object."""
@@ -587,22 +595,19 @@ class Mapping:
         raise self._error(line, value, self._("true or false is expected"))
 
     def _in_date(self, line, field, value):
+        parsed = None
         if isinstance(value, str) and _DATE_RE.match(value):
-            try:
-                return date.fromisoformat(value)
-            except ValueError:
-                pass
-        raise self._error(line, value, self._("a date YYYY-MM-DD is expected"))
+            parsed = _parse(date.fromisoformat, value)
+        if parsed is None:
+            raise self._error(line, value, self._("a date YYYY-MM-DD is expected"))
+        return parsed
 
     def _in_datetime(self, line, field, value):
         if isinstance(value, str):
             text = value.strip()
             if text.endswith(("Z", "z")):
                 text = text[:-1] + "+00:00"
-            try:
-                parsed = datetime.fromisoformat(text)
-            except ValueError:
-                parsed = None
+            parsed = _parse(datetime.fromisoformat, text)
             if parsed is not None:
                 if parsed.tzinfo is not None:
                     parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
@@ -614,13 +619,12 @@ class Mapping:
         )
 
     def _in_binary(self, line, field, value):
+        decoded = None
         if isinstance(value, str):
-            try:
-                base64.b64decode(value, validate=True)
-                return value
-            except (binascii.Error, ValueError):
-                pass
-        raise self._error(line, value, self._("base64 text is expected"))
+            decoded = _parse(lambda text: base64.b64decode(text, validate=True), value)
+        if decoded is None:
+            raise self._error(line, value, self._("base64 text is expected"))
+        return value
 
     def _in_many2one(self, line, field, value):
         if isinstance(value, bool) or not isinstance(value, int):

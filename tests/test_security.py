@@ -194,7 +194,9 @@ class TestTriggerRights(UsersMixin, BjApiSyncCase):
         action = self.config.cron_id.ir_actions_server_id
         for user in (self.internal, self.bj_user, self.bj_manager):
             with self.subTest(user=user.login), self.assertRaises(UserError):
-                action.with_user(user).with_context({}).run()
+                action.with_user(user).with_context(
+                    active_model=False, active_ids=False
+                ).run()
         # Portal: refused by Odoo's own check or by ours; either way, nothing.
         with self.assertRaises(UserError):  # AccessError is a UserError
             action.with_user(self.portal).run()

@@ -4,6 +4,7 @@ No ``odoo`` import. Header names and URL parameters are masked by name; known
 secret values are masked wherever they appear in a text with :func:`redact_text`.
 """
 
+import contextlib
 import json
 import re
 from urllib.parse import quote, quote_plus, unquote_plus, urlsplit, urlunsplit
@@ -122,10 +123,8 @@ def _escaped_forms(secret):
         quote_plus(secret),
     }
     for encoding in ("utf-8", "latin-1"):
-        try:
+        with contextlib.suppress(UnicodeEncodeError):  # not Latin-1: no such form
             forms.add(repr(secret.encode(encoding))[2:-1])
-        except UnicodeEncodeError:
-            pass
     return forms
 
 

@@ -15,6 +15,7 @@ refused before anything is sent.
 """
 
 import codecs
+import contextlib
 import email.utils
 import errno
 import heapq
@@ -626,12 +627,10 @@ class _Watch:
                 return
             self.fired = True
             sock, self.sock = self.sock, None
-            try:
-                # the plain socket's shutdown, even for an SSLSocket: it wakes
-                # a read blocked in another thread, TLS or not
+            # the plain socket's shutdown, even for an SSLSocket: it wakes a read
+            # blocked in another thread, TLS or not (already closed: nothing to do)
+            with contextlib.suppress(OSError, TypeError):
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
-            except (OSError, TypeError):
-                pass  # already closed
 
 
 class _Watchdog:
@@ -733,7 +732,7 @@ class _DeadlineConnectionMixin:
 
     def close(self):
         self._bj_disarm()
-        super().close()
+        return super().close()
 
 
 class _HandshakeTimeoutMixin:
@@ -754,7 +753,7 @@ class _HandshakeTimeoutMixin:
     def connect(self):
         self._bj_tcp_connected = False
         try:
-            super().connect()
+            return super().connect()
         except TimeoutError as exc:
             # urllib3 turns TCP connect timeouts into its own ConnectTimeoutError
             # (not a builtin TimeoutError): this one came after the TCP connect,
@@ -783,7 +782,7 @@ class _PoolMixin:
             watch = conn._bj_disarm()
         if watch is not None and watch.fired:
             conn.close()
-        super()._put_conn(conn)
+        return super()._put_conn(conn)
 
 
 class _HTTPConnectionPool(_PoolMixin, HTTPConnectionPool):
@@ -801,8 +800,9 @@ class SyncAdapter(HTTPAdapter):
     """``HTTPAdapter`` whose pools use the deadline-aware connections."""
 
     def init_poolmanager(self, *args, **kwargs):
-        super().init_poolmanager(*args, **kwargs)
+        result = super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = _POOL_CLASSES
+        return result
 
     def proxy_manager_for(self, proxy, **proxy_kwargs):
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
