@@ -35,13 +35,5 @@ e2e: ## End-to-end outbox check: real Odoo server, cron threads, receiver (~10 m
 bench: ## Benchmarks B0-B6 on a fresh database; writes bench/RESULTS.md (~15 min)
 	$(PYTHON) bench/run_bench.py
 
-# .addons holds a symlink back to the checkout; .pgdata belongs to postgres.
-LINT_EXCLUDE := --extend-exclude .addons,.pgdata,.run
-
 lint: ## ruff check + ruff format --check (ruff.toml); pylint-odoo when installed (.pylintrc)
-	$(PYTHON) -m ruff check $(LINT_EXCLUDE) .
-	$(PYTHON) -m ruff format --check $(LINT_EXCLUDE) .
-	@if $(PYTHON) -c 'import pylint_odoo' 2>/dev/null; then \
-		bash scripts/devenv.sh addons-path >/dev/null && \
-		cd .addons && $(PYTHON) -m pylint --rcfile=../.pylintrc bj_api_sync; \
-	else echo "pylint-odoo not installed: skipped (pip install pylint-odoo)"; fi
+	@bash scripts/lint.sh

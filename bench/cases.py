@@ -5,7 +5,6 @@ ratio compares two figures measured in the same run, on the same machine: absolu
 times drift on shared machines, ratios much less.
 """
 
-import json
 import statistics
 import time
 import uuid
@@ -14,6 +13,8 @@ from dataclasses import dataclass
 import requests
 
 from odoo import Command
+
+from odoo.addons.bj_api_sync.mapping import Mapping
 
 import dataset
 
@@ -79,15 +80,12 @@ def b0_automation_overhead(env, receiver, records=1000, reps=3):
     def create_batch(with_rule):
         run_no[0] += 1
         vals_list = [
-            {
-                "name": f"B0 partner {run_no[0]}-{i}",
-                "ref": f"B0-{run_no[0]}-{i:04d}",
-                "email": f"b0.{run_no[0]}.{i}@example.com",
-                "phone": f"555-{i:04d}",
-                "country_id": countries[i % len(countries)],
-                "category_id": [Command.set(tags[: i % 3])],
-            }
-            for i in range(records)
+            dict(
+                vals,
+                country_id=countries[i % len(countries)],
+                category_id=[Command.set(tags[: i % 3])],
+            )
+            for i, vals in enumerate(dataset.partner_values("B0", run_no[0], records))
         ]
         start = time.perf_counter()
         env["res.partner"].create(vals_list)
@@ -145,8 +143,9 @@ def b0_automation_overhead(env, receiver, records=1000, reps=3):
 # ----------------------------------------------------------------------------
 
 
-def build_pages(env, config, ids, size):
-    """Time ``_build_objects`` page by page; return (seconds, queries/page)."""
+def time_pages(env, ids, size, work):
+    """Run ``work(page)`` on pages of ``size`` partners, each with a cold cache;
+    return (seconds spent in ``work``, SQL queries per page)."""
     Partner = env["res.partner"]
     elapsed = 0.0
     queries = pages = 0
@@ -155,28 +154,33 @@ def build_pages(env, config, ids, size):
         page = Partner.browse(page_ids).with_prefetch(page_ids)
         count = env.cr.sql_log_count
         start = time.perf_counter()
-        objects, errors = config._build_objects(page)
+        work(page)
         elapsed += time.perf_counter() - start
         queries += env.cr.sql_log_count - count
         pages += 1
+    return elapsed, queries / pages
+
+
+def build_pages(env, config, ids, size):
+    """Time the mapping engine page by page, as sending builds payloads
+    (``Mapping.build_objects_isolated``); return (seconds, queries/page)."""
+    mapping = Mapping(config)
+
+    def build(page):
+        objects, errors = mapping.build_objects_isolated(page)
         if any(errors):
             raise AssertionError(f"payload errors: {[e for e in errors if e][:3]}")
-        assert len(objects) == len(page_ids)
-    return elapsed, queries / pages
+        assert len(objects) == len(page)
+
+    return time_pages(env, ids, size, build)
 
 
 def read_pages(env, ids, size):
     """The ceiling R: read() the same stored data, with the same invalidation."""
-    Partner = env["res.partner"]
     Tag = env["res.partner.category"]
     Country = env["res.country"]
-    elapsed = 0.0
-    queries = pages = 0
-    for page_ids in pages_of(ids, size):
-        env.invalidate_all()
-        page = Partner.browse(page_ids).with_prefetch(page_ids)
-        count = env.cr.sql_log_count
-        start = time.perf_counter()
+
+    def read(page):
         rows = page.read(dataset.READ_FIELDS)
         tag_ids = sorted({tag for row in rows for tag in row["category_id"]})
         Tag.browse(tag_ids).read(["name"])
@@ -184,10 +188,8 @@ def read_pages(env, ids, size):
             {row["country_id"][0] for row in rows if row["country_id"]}
         )
         Country.browse(country_ids).read(["code", "name"])
-        elapsed += time.perf_counter() - start
-        queries += env.cr.sql_log_count - count
-        pages += 1
-    return elapsed, queries / pages
+
+    return time_pages(env, ids, size, read)
 
 
 def b1_payload_build(env, config, ids, reps=2):
@@ -380,69 +382,23 @@ def b4_concurrency(env, slow, ids, seq_ids, concurrency=16, reordered=50):
 # ----------------------------------------------------------------------------
 
 
-class JsonRpc:
-    def __init__(self, url, db, login="admin", password="admin"):
-        self.url = f"{url}/jsonrpc"
-        self.db = db
-        self.password = password
-        self.session = requests.Session()
-        self.uid = self.call("common", "login", db, login, password)
-
-    def call(self, service, method, *args):
-        response = self.session.post(
-            self.url,
-            json={
-                "jsonrpc": "2.0",
-                "method": "call",
-                "params": {"service": service, "method": method, "args": args},
-                "id": 1,
-            },
-            timeout=600,
-        )
-        response.raise_for_status()
-        data = response.json()
-        if data.get("error"):
-            raise RuntimeError(json.dumps(data["error"])[:2000])
-        return data["result"]
-
-    def execute(self, model, method, *args):
-        return self.call(
-            "object",
-            "execute_kw",
-            self.db,
-            self.uid,
-            self.password,
-            model,
-            method,
-            args,
-        )
-
-
 def b6_user_request(rpc, slow, ours, webhook, count=100, reps=3):
     """Time ``create`` of ``count`` partners over JSON-RPC with each rule."""
     counter = [0]
 
     def create(prefix):
         counter[0] += 1
-        vals_list = [
-            {
-                "name": f"B6 partner {counter[0]}-{i}",
-                "ref": f"B6-{counter[0]}-{i:03d}",
-                "email": f"b6.{counter[0]}.{i}@example.com",
-                "phone": f"555-{i:04d}",
-            }
-            for i in range(count)
-        ]
+        vals_list = dataset.partner_values("B6", counter[0], count)
         start = time.perf_counter()
-        ids = rpc.execute("res.partner", "create", vals_list)
+        ids = rpc.call("res.partner", "create", vals_list)
         elapsed = time.perf_counter() - start
         assert len(ids) == count
         return elapsed
 
     def activate(rule):
-        rpc.execute("base.automation", "write", [ours, webhook], {"active": False})
+        rpc.call("base.automation", "write", [ours, webhook], {"active": False})
         if rule:
-            rpc.execute("base.automation", "write", [rule], {"active": True})
+            rpc.call("base.automation", "write", [rule], {"active": True})
 
     activate(ours)
     create("warm-up")

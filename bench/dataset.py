@@ -9,14 +9,15 @@ G10K_DOMAIN = "[('function', '=', 'g10k')]"
 TAG_NAMES = ("Alpha", "Beta", "Gamma", "Delta", "Epsilon")
 COUNTRY_CODES = ("BE", "CA", "DE", "ES", "FR", "IT", "JP", "NL", "GB", "US")
 
-PHONE_SCRIPT = (
-    "# Example: Format phone number\n"
-    "phone = records.phone or ''\n"
-    "if phone.startswith('+'):\n"
-    "    result = phone\n"
-    "else:\n"
-    "    result = '+1' + phone.replace('-', '').replace(' ', '')\n"
-)
+#: The python line of the payloads: the seed's phone example, as the README shows it.
+PHONE_SCRIPT = """\
+# Example: Format phone number
+phone = records.phone or ''
+if phone.startswith('+'):
+    result = phone
+else:
+    result = '+1' + phone.replace('-', '').replace(' ', '')
+"""
 
 #: (field_path, api_key, value_type) of the payload benchmarks (B1, B3, B5): four
 #: plain fields, a relational many2one, tag names through an x2many, a nested
@@ -42,6 +43,21 @@ READ_FIELDS = [
     "country_id",
     "category_id",
 ]
+
+
+def partner_values(key, run, count):
+    """Values of ``count`` new partners of benchmark ``key`` (``"B0"``…), run
+    ``run``: name, ``ref`` ``<key>-<run>-<n>`` (the configs' filters), email, phone.
+    """
+    return [
+        {
+            "name": f"{key} partner {run}-{i}",
+            "ref": f"{key}-{run}-{i:04d}",
+            "email": f"{key.lower()}.{run}.{i}@example.com",
+            "phone": f"555-{i:04d}",
+        }
+        for i in range(count)
+    ]
 
 
 def insert_partners(env, count, first_group=10_000, companies=200):

@@ -12,7 +12,6 @@
 Run as a script it serves: ``python3 receivers.py`` prints its port on stdout.
 """
 
-import ctypes
 import os
 import shutil
 import signal
@@ -27,6 +26,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import requests
+
+# Run as a script too (the receiver process): make the repository's testkit importable.
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from testkit.processes import (  # noqa: E402
+    die_with_parent,
+    free_port,
+    stop_process,
+    wait_for_port,
+)
 
 SLOW_DELAY = 0.05
 OK_BODY = b'{"ok":true}'
@@ -56,31 +65,6 @@ http {{
     }}
 }}
 """
-
-
-def die_with_parent():
-    """``preexec_fn``: the child gets SIGTERM when the bench dies (Linux)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def find_nginx(install=True):
@@ -132,13 +116,7 @@ class Nginx:
         return self
 
     def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=5)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def url(self, path="/hook"):
@@ -169,13 +147,7 @@ class PythonReceiver:
         return self
 
     def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=5)
 
     def url(self, path="/hook"):
         return f"http://127.0.0.1:{self.port}{path}"

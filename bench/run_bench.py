@@ -18,21 +18,19 @@ import datetime
 import json
 import os
 import platform
-import shlex
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 
-import psycopg2
-import requests
-
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH_DIR)
-DEVENV = os.path.join(ROOT, "scripts", "devenv.sh")
-sys.path.insert(0, BENCH_DIR)
+# The modules beside this file; testkit (Odoo launcher, JSON-RPC) at the repo root.
+sys.path[:0] = [BENCH_DIR, ROOT]
+
+from testkit.odoo import JsonRpc, Odoo, OdooServer, unique_db_name  # noqa: E402
+from testkit.processes import die_with_parent  # noqa: E402
 
 import receivers  # noqa: E402
 
@@ -45,86 +43,20 @@ def log(message):
     )
 
 
-def devenv(command):
-    done = subprocess.run(
-        ["bash", DEVENV, command], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"scripts/devenv.sh {command} failed: {done.stderr.strip()}")
-    return done.stdout.strip().splitlines()[-1]
-
-
-def odoo_bin(tree):
-    path = os.path.join(tree, "odoo-bin")
-    return (
-        [sys.executable, path]
-        if os.path.exists(path)
-        else [sys.executable, "-m", "odoo"]
-    )
-
-
-class Env:
-    """Where Odoo, PostgreSQL and the addon are."""
-
-    def __init__(self):
-        self.pg_port = devenv("ensure-pg")
-        self.tree = devenv("find-odoo")
-        self.addons_path = devenv("addons-path")
-        self.db_user = os.environ.get("BJ_DB_USER", "odoo")
-        self.odoo_bin = odoo_bin(self.tree)
-
-    def odoo_args(self, dbname=None):
-        args = [
-            "--db_host=127.0.0.1",
-            f"--db_port={self.pg_port}",
-            f"--db_user={self.db_user}",
-            f"--addons-path={self.addons_path}",
-            "--http-interface=127.0.0.1",
-            "--log-level=warn",
-        ]
-        if dbname:
-            args += ["-d", dbname, f"--db-filter=^{dbname}$"]
-        return args
-
-    def pg(self, dbname="postgres"):
-        conn = psycopg2.connect(
-            host="127.0.0.1", port=self.pg_port, user=self.db_user, dbname=dbname
-        )
-        conn.autocommit = True
-        return conn
+def odoo_args(env):
+    """Options of Odoo in this process and in the B5 child (no database)."""
+    return [*env.flags(), "--log-level=warn"]
 
 
 def create_database(env, dbname):
     log(f"creating database {dbname} and installing bj_api_sync (~1-2 min)")
     start = time.monotonic()
-    done = subprocess.run(
-        [
-            *env.odoo_bin,
-            *env.odoo_args(dbname),
-            "-i",
-            "bj_api_sync",
-            "--stop-after-init",
-            "--without-demo=True",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    try:
-        conn = env.pg(dbname)
-        with conn.cursor() as cur:
-            cur.execute("SELECT state FROM ir_module_module WHERE name = 'bj_api_sync'")
-            state = (cur.fetchone() or [None])[0]
-        conn.close()
-    except psycopg2.Error:
-        state = None
-    if done.returncode != 0 or state != "installed":
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-30:])
-        raise RuntimeError(f"installing bj_api_sync failed (state {state}):\n{tail}")
+    env.create_db(dbname)
     log(f"database ready in {time.monotonic() - start:.0f} s")
 
 
 def drop_database(env, dbname):
+    """Close this process's registry and connections of ``dbname``, then drop it."""
     try:
         import odoo.sql_db  # noqa: PLC0415
         from odoo.modules.registry import Registry  # noqa: PLC0415
@@ -134,12 +66,9 @@ def drop_database(env, dbname):
     except Exception:  # noqa: BLE001 - dropping must go on regardless
         pass
     try:
-        conn = env.pg()
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        conn.close()
+        env.drop_db(dbname)
         log(f"dropped database {dbname}")
-    except psycopg2.Error as error:
+    except RuntimeError as error:
         log(f"could not drop database {dbname}: {error}")
 
 
@@ -165,11 +94,7 @@ def machine_info(env):
                 mem = int(line.split()[1]) / 2**20
     import odoo.release  # noqa: PLC0415
 
-    pg = env.pg()
-    with pg.cursor() as cur:
-        cur.execute("SHOW server_version")
-        pg_version = cur.fetchone()[0]
-    pg.close()
+    [(pg_version,)] = env.query("SHOW server_version")
     load = os.getloadavg()
     return {
         "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
@@ -195,14 +120,14 @@ def memory_run(env, dbname, config_id):
         dbname,
         str(config_id),
         "--",
-        *env.odoo_args(),
+        *odoo_args(env),
     ]
     done = subprocess.run(
         command,
         capture_output=True,
         text=True,
         check=False,
-        preexec_fn=receivers.die_with_parent,
+        preexec_fn=die_with_parent,
     )
     if done.returncode != 0:
         raise RuntimeError(f"memory child failed:\n{done.stderr[-3000:]}")
@@ -250,57 +175,6 @@ def b5_memory(env, dbname, registry_env, config, fast, total):
     )
 
 
-class OdooServer:
-    def __init__(self, env, dbname):
-        self.port = receivers.free_port()
-        self.command = [
-            *env.odoo_bin,
-            *env.odoo_args(dbname),
-            f"--http-port={self.port}",
-            f"--gevent-port={receivers.free_port()}",
-            "--workers=0",
-            "--max-cron-threads=0",
-            f"--data-dir={os.path.join(ROOT, '.run', 'bench-data')}",
-        ]
-        self.process = None
-        self.log = None
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout=120):
-        log(f"starting {shlex.join(self.command[:2])} on port {self.port}")
-        # A file, not a pipe: a full pipe would block the server.
-        self.log = tempfile.TemporaryFile(mode="w+")
-        self.process = subprocess.Popen(
-            self.command,
-            stdout=subprocess.DEVNULL,
-            stderr=self.log,
-            preexec_fn=receivers.die_with_parent,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError(f"odoo-bin exited:\n{self.log.read()[-3000:]}")
-            try:
-                if requests.get(f"{self.url}/web/health", timeout=2).ok:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError("odoo-bin did not answer /web/health")
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.log:
-            self.log.close()
-
-
 def b6_prepare(renv, slow):
     import dataset  # noqa: PLC0415
 
@@ -333,11 +207,12 @@ def run(args, env, dbname, fast, slow):
     from odoo.modules.registry import Registry  # noqa: PLC0415
     from odoo.tools import config as odoo_config  # noqa: PLC0415
 
+    odoo_config.parse_config(odoo_args(env), setup_logging=True)
+    registry = Registry(dbname)
+    # Only now is the addon importable (odoo.addons.bj_api_sync, used by cases).
     import cases  # noqa: PLC0415
     import dataset  # noqa: PLC0415
 
-    odoo_config.parse_config(env.odoo_args(), setup_logging=True)
-    registry = Registry(dbname)
     results = []
     selected = set(args.only or ALL)
 
@@ -405,10 +280,11 @@ def run(args, env, dbname, fast, slow):
         attempt("B5", b5_memory, env, dbname, renv, payload_config, fast, len(ids))
         if "B6" in selected:
             ours, webhook = b6_prepare(renv, slow)
-            server = OdooServer(env, dbname)
+            server = OdooServer(env, dbname, extra=["--log-level=warn"])
             try:
+                log(f"starting odoo-bin (log: {server.log})")
                 server.start()
-                rpc = cases.JsonRpc(server.url, dbname)
+                rpc = JsonRpc(server.url, dbname)
                 attempt("B6", cases.b6_user_request, rpc, slow, ours, webhook)
             except Exception as error:  # noqa: BLE001
                 traceback.print_exc()
@@ -463,11 +339,11 @@ def main():
     started = time.monotonic()
     revision = module_revision()  # before the run: the checkout may move meanwhile
     try:
-        env = Env()
+        env = Odoo()
     except RuntimeError as error:
         log(str(error))
         return 2
-    dbname = f"bjbench_{time.strftime('%Y%m%d_%H%M%S')}_{os.getpid()}"
+    dbname = unique_db_name("bjbench")
     fast = slow = None
     results = []
     try:

@@ -22,7 +22,6 @@ the install; scenarios 1 and 3 wait for Odoo's own cron polling, up to 2 minutes
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
@@ -32,17 +31,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+# The receiver beside this file; testkit (Odoo launcher, JSON-RPC) at the repo root.
+sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from harness import (  # noqa: E402
-    RUN_DIR,
-    HarnessError,
-    OdooEnv,
-    OdooServer,
-    Rpc,
-    RpcError,
-)
 from receiver import Receiver  # noqa: E402
+
+from testkit.odoo import (  # noqa: E402
+    RUN_DIR,
+    JsonRpc,
+    Odoo,
+    OdooError,
+    OdooServer,
+    RpcError,
+    unique_db_name,
+)
 
 DELIVERY = "bj.api.sync.delivery"
 CONFIG = "bj.api.sync.config"
@@ -201,9 +204,10 @@ class E2E:
     def __init__(self, args):
         self.args = args
         self.started = time.monotonic()
-        self.db = args.db or f"bj_e2e_{time.strftime('%Y%m%d_%H%M%S')}_{os.getpid()}"
+        self.db = args.db or unique_db_name("bj_e2e")
         self.own_db = not args.db
-        self.env = None
+        self.log_dir = RUN_DIR / "e2e" / self.db
+        self.odoo = None
         self.servers = []
         self.server = None
         self.rpc = None
@@ -216,30 +220,27 @@ class E2E:
         print(text, flush=True)
 
     def setup(self):
-        log_dir = RUN_DIR / "e2e" / self.db
-        self.env = OdooEnv(self.db, log_dir)
+        self.odoo = Odoo()
         self.say(
-            f"e2e: database {self.db}; Odoo {self.env.tree}; PostgreSQL "
-            f"127.0.0.1:{self.env.pg_port}; logs in {log_dir}"
+            f"e2e: database {self.db}; Odoo {self.odoo.tree}; PostgreSQL "
+            f"127.0.0.1:{self.odoo.pg_port}; logs in {self.log_dir}"
         )
         if self.own_db:
-            if self.env.db_exists():
-                raise HarnessError(f"database {self.db} exists already")
             started = time.monotonic()
-            self.env.install()
+            self.odoo.create_db(self.db, log=self.log_dir / "install.log")
             self.say(
                 f"e2e: installed bj_api_sync (no demo) in "
                 f"{time.monotonic() - started:.0f} s"
             )
         self.receiver.up()
         self.server = self.start_server()
-        self.rpc = Rpc(self.server.url, self.db)
+        self.rpc = JsonRpc(self.server.url, self.db)
         rpc = self.rpc
         self.post_id = rpc.ref("bj_api_sync.http_method_post")
-        self.partner_model_id = rpc(
+        self.partner_model_id = rpc.call(
             "ir.model", "search", [("model", "=", "res.partner")]
         )[0]
-        cron_model_id = rpc("ir.model", "search", [("model", "=", "ir.cron")])[0]
+        cron_model_id = rpc.call("ir.model", "search", [("model", "=", "ir.cron")])[0]
         self.wake_action = self.code_action(
             "e2e: wake delivery cron", WAKE_CODE, cron_model_id
         )
@@ -248,7 +249,9 @@ class E2E:
         )
 
     def start_server(self, cron_threads=2):
-        server = OdooServer(self.env, cron_threads=cron_threads)
+        server = OdooServer(
+            self.odoo, self.db, cron_threads=cron_threads, log_dir=self.log_dir
+        )
         self.servers.append(server)
         return server.start()
 
@@ -259,17 +262,17 @@ class E2E:
             except Exception as error:  # noqa: BLE001
                 self.say(f"e2e: could not stop Odoo server {server.number}: {error}")
         self.receiver.down()
-        if self.env and self.own_db and not self.args.keep_db:
+        if self.odoo and self.own_db and not self.args.keep_db:
             try:
-                self.env.drop_db()
+                self.odoo.drop_db(self.db)
                 self.say(f"e2e: dropped database {self.db}")
             except Exception as error:  # noqa: BLE001
                 self.say(f"e2e: could not drop database {self.db}: {error}")
-        elif self.env:
+        elif self.odoo:
             self.say(f"e2e: database {self.db} kept")
 
     def code_action(self, name, code, model_id=None):
-        return self.rpc(
+        return self.rpc.call(
             "ir.actions.server",
             "create",
             [
@@ -283,7 +286,7 @@ class E2E:
         )[0]
 
     def run_action(self, action_id, rpc=None, **context):
-        return (rpc or self.rpc)(
+        return (rpc or self.rpc).call(
             "ir.actions.server", "run", [action_id], context=context
         )
 
@@ -307,8 +310,8 @@ class E2E:
             ],
         }
         vals.update(values)
-        config_id = self.rpc(CONFIG, "create", [vals])[0]
-        wizard = self.rpc(
+        config_id = self.rpc.call(CONFIG, "create", [vals])[0]
+        wizard = self.rpc.call(
             "bj.api.sync.automate",
             "create",
             [
@@ -321,12 +324,12 @@ class E2E:
                 }
             ],
         )[0]
-        self.rpc("bj.api.sync.automate", "action_create_automations", [wizard])
+        self.rpc.call("bj.api.sync.automate", "action_create_automations", [wizard])
         return config_id
 
     def retire(self, config_id):
         """Deactivate a scenario's configuration so it cannot leak into others."""
-        self.rpc(CONFIG, "write", [config_id], {"active": False})
+        self.rpc.call(CONFIG, "write", [config_id], {"active": False})
 
     def partners(self, tag, count, start=0, version="v1"):
         return [
@@ -335,7 +338,7 @@ class E2E:
         ]
 
     def deliveries(self, config_id, rpc=None, fields=()):
-        return (rpc or self.rpc)(
+        return (rpc or self.rpc).call(
             DELIVERY,
             "search_read",
             [("config_id", "=", config_id)],
@@ -352,7 +355,7 @@ class E2E:
         )
 
     def states(self, config_id, rpc=None):
-        rows = (rpc or self.rpc)(
+        rows = (rpc or self.rpc).call(
             DELIVERY, "search_read", [("config_id", "=", config_id)], ["state"]
         )
         return Counter(row["state"] for row in rows)
@@ -384,21 +387,21 @@ class E2E:
     def retry_now(self, config_id, rpc=None):
         """What an admin's "retry now" does: open rows due now, cron woken."""
         rpc = rpc or self.rpc
-        ids = rpc(
+        ids = rpc.call(
             DELIVERY,
             "search",
             [("config_id", "=", config_id), ("state", "in", list(OPEN_STATES))],
         )
         if ids:
-            rpc(DELIVERY, "write", ids, {"next_attempt_at": past()})
+            rpc.call(DELIVERY, "write", ids, {"next_attempt_at": past()})
         self.kick(rpc=rpc)
         return len(ids)
 
     def config(self, config_id, fields):
-        return self.rpc(CONFIG, "read", [config_id], fields)[0]
+        return self.rpc.call(CONFIG, "read", [config_id], fields)[0]
 
     def messages(self, config_id, word):
-        return self.rpc(
+        return self.rpc.call(
             "mail.message",
             "search_read",
             [
@@ -410,7 +413,7 @@ class E2E:
         )
 
     def logs(self, config_id, fields=("duration_ms", "status_code", "outcome")):
-        return self.rpc(
+        return self.rpc.call(
             "bj.api.log",
             "search_read",
             [("config_id", "=", config_id)],
@@ -443,7 +446,9 @@ class E2E:
         config_id = self.create_config("S1", "/s1", max_retries=3)
         ids = []
         for start in range(0, 1000, 50):
-            ids += self.rpc("res.partner", "create", self.partners("S1", 50, start))
+            ids += self.rpc.call(
+                "res.partner", "create", self.partners("S1", 50, start)
+            )
         created_in = time.monotonic() - down_at
         try:
             paused = self.wait(
@@ -472,7 +477,7 @@ class E2E:
             state = self.config(config_id, ["sync_state"])["sync_state"]
             if state == "paused" and time.monotonic() - up_at > 150 and not shortened:
                 shortened = True
-                self.rpc(CONFIG, "write", [config_id], {"next_probe_at": past()})
+                self.rpc.call(CONFIG, "write", [config_id], {"next_probe_at": past()})
                 self.kick()
             return state == "active"
 
@@ -531,8 +536,12 @@ class E2E:
         self.kick()
         time.sleep(5)
         out.notes.append("then the cron was woken and 5 s of quiet followed")
-        leftovers = self.rpc(DELIVERY, "search_count", [("config_id", "=", config_id)])
-        partners = self.rpc("res.partner", "search_count", [("ref", "=like", "S2-%")])
+        leftovers = self.rpc.call(
+            DELIVERY, "search_count", [("config_id", "=", config_id)]
+        )
+        partners = self.rpc.call(
+            "res.partner", "search_count", [("ref", "=like", "S2-%")]
+        )
         out.check(not leftovers, f"{leftovers} deliveries survived the rollbacks")
         out.check(not partners, f"{partners} partners survived the rollbacks")
         out.events = 100
@@ -549,7 +558,9 @@ class E2E:
         config_id = self.create_config("S3", "/s3")
         ids = []
         for start in range(0, 200, 50):
-            ids += self.rpc("res.partner", "create", self.partners("S3", 50, start))
+            ids += self.rpc.call(
+                "res.partner", "create", self.partners("S3", 50, start)
+            )
 
         def in_flight():
             accepted = rcv.requests(path="/s3", accepted=True)
@@ -565,7 +576,7 @@ class E2E:
             "accepted; Odoo restarted"
         )
         self.server = self.start_server()
-        self.rpc = Rpc(self.server.url, self.db)
+        self.rpc = JsonRpc(self.server.url, self.db)
         # Right after the restart, before the cron's first poll: what was committed.
         states = self.states(config_id)
         out.notes.append(
@@ -600,7 +611,7 @@ class E2E:
         rcv = self.receiver
         rcv.slow(0.02, path="/s4")
         second = self.start_server()
-        rpcs = [self.rpc, Rpc(second.url, self.db)]
+        rpcs = [self.rpc, JsonRpc(second.url, self.db)]
         config_id = self.create_config("S4", "/s4", automations=("on_create_or_write",))
         # The delivery cron is one ir.cron job, serialized by its row lock: to make
         # rows race, 2 more workers per server run _cron_send_deliveries via RPC.
@@ -609,7 +620,7 @@ class E2E:
         drained = Counter()
 
         def drain(rpc_url, name):
-            rpc = Rpc(rpc_url, self.db)
+            rpc = JsonRpc(rpc_url, self.db)
             while not stop.is_set():
                 try:
                     self.run_action(self.drain_action, rpc=rpc)
@@ -635,10 +646,12 @@ class E2E:
             ids = []
             for n, start in enumerate(range(0, 250, 50)):
                 batch = self.partners("S4", 50, start)
-                ids += rpcs[n % 2]("res.partner", "create", batch)
+                ids += rpcs[n % 2].call("res.partner", "create", batch)
             for n in range(5):
                 chunk = ids[n * 50 : (n + 1) * 50]
-                rpcs[(n + 1) % 2]("res.partner", "write", chunk, {"function": "v2"})
+                rpcs[(n + 1) % 2].call(
+                    "res.partner", "write", chunk, {"function": "v2"}
+                )
             created = time.monotonic() - started
             self.wait_done(config_id, 500, 300)
         finally:
@@ -675,7 +688,7 @@ class E2E:
         rcv = self.receiver
         rcv.fail(400, path="/s5")
         config_id = self.create_config("S5", "/s5")
-        [pid] = self.rpc("res.partner", "create", self.partners("S5", 1))
+        [pid] = self.rpc.call("res.partner", "create", self.partners("S5", 1))
         self.wait(
             "the delivery to go dead",
             lambda: self.states(config_id).get("dead"),
@@ -690,7 +703,7 @@ class E2E:
         time.sleep(2)
         out.check(len(rcv.requests(path="/s5")) == 1, "a dead delivery was re-sent")
         rcv.ok(path="/s5")
-        self.rpc(DELIVERY, "action_retry", [row["id"]])
+        self.rpc.call(DELIVERY, "action_retry", [row["id"]])
         self.wait_done(config_id, 1, 60)
         out.notes.append(
             "dead after 1 attempt (HTTP 400); action_retry after the fix delivered it"
@@ -715,10 +728,12 @@ class E2E:
             "S6H", "/s6/hang", read_timeout=timeout, connect_timeout=timeout
         )
         ok_id = self.create_config("S6K", "/s6/ok")
-        hang_ids = self.rpc("res.partner", "create", self.partners("S6H", 4))
+        hang_ids = self.rpc.call("res.partner", "create", self.partners("S6H", 4))
         ok_ids, created_at = [], {}
         for start in range(0, 30, 3):
-            batch = self.rpc("res.partner", "create", self.partners("S6K", 3, start))
+            batch = self.rpc.call(
+                "res.partner", "create", self.partners("S6K", 3, start)
+            )
             ok_ids += batch
             created_at.update(dict.fromkeys(batch, time.time()))
             time.sleep(0.3)
@@ -776,8 +791,8 @@ class E2E:
             "S7", "/s7", automations=("on_create_or_write", "on_unlink")
         )
         self.run_action(self.code_action("e2e: create and write 3x", COALESCE_CODE))
-        [a_id] = self.rpc("res.partner", "search", [("ref", "=", "S7-a")])
-        [b_id] = self.rpc(
+        [a_id] = self.rpc.call("res.partner", "search", [("ref", "=", "S7-a")])
+        [b_id] = self.rpc.call(
             "res.partner",
             "create",
             [{"name": "S7 b", "ref": "S7-b", "function": "v1"}],
@@ -817,7 +832,7 @@ class E2E:
         config_id = self.create_config(
             "S8", "/s8", automations=("on_create_or_write",), max_concurrency=1
         )
-        ids = self.rpc("res.partner", "create", self.partners("S8", 25))
+        ids = self.rpc.call("res.partner", "create", self.partners("S8", 25))
         expected = [(pid, "v1") for pid in ids]
         self.wait(
             "the configuration to pause",
@@ -831,7 +846,7 @@ class E2E:
         # While paused, the same records change: their deliveries must queue behind.
         for pid in ids[:5]:
             for version in ("v2", "v3"):
-                self.rpc("res.partner", "write", [pid], {"function": version})
+                self.rpc.call("res.partner", "write", [pid], {"function": version})
                 expected.append((pid, version))
         self.kick()
         time.sleep(3)
@@ -839,7 +854,7 @@ class E2E:
             len(rcv.requests(path="/s8")) == 20, "requests were sent while paused"
         )
         rcv.ok(path="/s8")
-        self.rpc(CONFIG, "action_resume", [config_id])
+        self.rpc.call(CONFIG, "action_resume", [config_id])
         self.wait_done(config_id, len(expected), 120)
         out.check(self.messages(config_id, "resumed"), "no 'resumed' message")
         accepted = rcv.requests(path="/s8", accepted=True)
@@ -890,12 +905,12 @@ class E2E:
         rcv = self.receiver
         poison_id = self.create_config("S9P", "/s9/poison", sign_requests=True)
         # A signing secret that is not base64: signing raises for every row.
-        self.rpc(CONFIG, "write", [poison_id], {"signing_secret": "whsec_%%%%"})
+        self.rpc.call(CONFIG, "write", [poison_id], {"signing_secret": "whsec_%%%%"})
         healthy_id = self.create_config("S9H", "/s9/healthy")
-        poison_ids = self.rpc("res.partner", "create", self.partners("S9P", 100))
+        poison_ids = self.rpc.call("res.partner", "create", self.partners("S9P", 100))
         healthy_ids = []
         for start in range(0, 100, 10):  # interleaved with the poisoned rows
-            healthy_ids += self.rpc(
+            healthy_ids += self.rpc.call(
                 "res.partner", "create", self.partners("S9H", 10, start=start)
             )
         self.kick()
@@ -956,7 +971,7 @@ class E2E:
             try:
                 if not self.server.alive:
                     self.server = self.start_server()
-                    self.rpc = Rpc(self.server.url, self.db)
+                    self.rpc = JsonRpc(self.server.url, self.db)
                 method(self, out)
             except Exception as error:  # noqa: BLE001 -- reported, next scenario
                 out.problems.append(f"{type(error).__name__}: {error}")
@@ -1048,7 +1063,7 @@ def main(argv=None):
         outcomes = check.run()
     except KeyboardInterrupt:
         failed_setup = "interrupted"
-    except (HarnessError, RpcError, Aborted, OSError) as error:
+    except (OdooError, Aborted, OSError) as error:
         failed_setup = f"{type(error).__name__}: {error}"
     finally:
         # Cleaning up must not be cut short by a second Ctrl-C or SIGTERM.

@@ -100,11 +100,10 @@ odoo_pythonpath() {
     export PYTHONPATH="$tree${PYTHONPATH:+:$PYTHONPATH}"
 }
 
-# Mount the addon as <mount>/<name> and print the full --addons-path value.
-addons_path() {
-    local tree link path
-    tree=$(find_odoo)
-    link=$BJ_ADDONS_MOUNT/$BJ_ADDON_NAME
+# Mount the addon as <mount>/<name> (a symlink: Odoo and pylint-odoo want the folder
+# named after the module).
+mount_addon() {
+    local link=$BJ_ADDONS_MOUNT/$BJ_ADDON_NAME
     mkdir -p "$BJ_ADDONS_MOUNT"
     if [[ -e $link && ! -L $link ]]; then
         die "$link exists and is not a symlink; move it away"
@@ -114,6 +113,13 @@ addons_path() {
         ln -sfn "$BJ_ADDON_DIR" "$link"
     fi
     [[ -f $link/__manifest__.py ]] || die "$BJ_ADDON_DIR has no __manifest__.py"
+}
+
+# Mount the addon and print the full --addons-path value.
+addons_path() {
+    local tree path
+    tree=$(find_odoo)
+    mount_addon
     path=$tree/odoo/addons
     [[ -d $tree/addons ]] && path+=,$tree/addons
     printf '%s\n' "$path,$BJ_ADDONS_MOUNT"
