@@ -27,8 +27,7 @@ class SyncFixtures:
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.server = ScriptedServer().start()
-        cls.addClassCleanup(cls.server.stop)
+        cls.server = cls.start_server()
         cls.method_post = cls.env.ref("bj_api_sync.http_method_post")
         cls.method_get = cls.env.ref("bj_api_sync.http_method_get")
         cls.partner_model = cls.env["ir.model"]._get("res.partner")
@@ -38,6 +37,26 @@ class SyncFixtures:
     def setUp(self):
         super().setUp()
         self.server.reset()
+
+    @classmethod
+    def start_server(cls):
+        """Another scripted server on 127.0.0.1, stopped after the class."""
+        server = ScriptedServer().start()
+        cls.addClassCleanup(server.stop)
+        return server
+
+    @classmethod
+    def give_xml_id(cls, record, xml_id):
+        """Register ``module.name`` for ``record`` (as data files do)."""
+        module, name = xml_id.split(".")
+        cls.env["ir.model.data"].create(
+            {"module": module, "name": name, "model": record._name, "res_id": record.id}
+        )
+
+    @staticmethod
+    def add_line(config, **values):
+        """Append one mapping line to ``config``."""
+        config.line_ids = [Command.create(dict({"sequence": 50}, **values))]
 
     @classmethod
     def make_config(cls, lines=(("name", "name", "plain"),), **values):
@@ -82,6 +101,9 @@ class SyncFixtures:
         )
 
 
+PARTNER_EDITOR = "base.group_user,base.group_partner_manager"
+
+
 class UsersMixin:
     """Users of every kind, made with ``new_test_user`` (password = login).
 
@@ -90,34 +112,29 @@ class UsersMixin:
     and other_manager (BJ API Manager of a second company only).
     """
 
+    USERS = (
+        # attribute, login, groups
+        ("portal", "bj_portal", "base.group_portal"),
+        ("internal", "bj_internal", "base.group_user,base.group_partner_manager"),
+        ("bj_user", "bj_user", f"{PARTNER_EDITOR},bj_api_sync.group_bj_api_user"),
+        (
+            "bj_manager",
+            "bj_manager",
+            f"{PARTNER_EDITOR},bj_api_sync.group_bj_api_manager",
+        ),
+        ("admin_user", "bj_admin", "base.group_user,base.group_system"),
+    )
+
     @classmethod
     def make_users(cls):
         env = cls.env
         cls.company_b = env["res.company"].create({"name": "BJ Company B"})
-        cls.portal = new_test_user(env, "bj_portal", groups="base.group_portal")
-        cls.internal = new_test_user(
-            env, "bj_internal", groups="base.group_user,base.group_partner_manager"
-        )
-        cls.bj_user = new_test_user(
-            env,
-            "bj_user",
-            groups="base.group_user,base.group_partner_manager,"
-            "bj_api_sync.group_bj_api_user",
-        )
-        cls.bj_manager = new_test_user(
-            env,
-            "bj_manager",
-            groups="base.group_user,base.group_partner_manager,"
-            "bj_api_sync.group_bj_api_manager",
-        )
-        cls.admin_user = new_test_user(
-            env, "bj_admin", groups="base.group_user,base.group_system"
-        )
+        for attribute, login, groups in cls.USERS:
+            setattr(cls, attribute, new_test_user(env, login, groups=groups))
         cls.other_manager = new_test_user(
             env,
             "bj_other_manager",
-            groups="base.group_user,base.group_partner_manager,"
-            "bj_api_sync.group_bj_api_manager",
+            groups=f"{PARTNER_EDITOR},bj_api_sync.group_bj_api_manager",
             company_id=cls.company_b.id,
             company_ids=[Command.set(cls.company_b.ids)],
         )

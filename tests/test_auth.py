@@ -14,7 +14,17 @@ from odoo.modules.neutralize import get_neutralization_queries
 from odoo.tests import new_test_user, tagged
 
 from ..tools import signing
-from .common import BjApiSyncCase, Reply, ScriptedServer
+from .common import BjApiSyncCase, Reply
+
+SECRET_FIELDS = (
+    "auth_password",
+    "bearer_token",
+    "api_key_value",
+    "oauth2_client_secret",
+    "oauth2_access_token",
+    "signing_secret",
+    "signing_secret_previous",
+)
 
 
 def token_reply(token, expires_in=3600):
@@ -36,8 +46,7 @@ class TestAuth(BjApiSyncCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.token_server = ScriptedServer().start()
-        cls.addClassCleanup(cls.token_server.stop)
+        cls.token_server = cls.start_server()
         cls.partner = cls.env["res.partner"].create({"name": "Auth", "ref": "AUTH"})
 
     def setUp(self):
@@ -352,24 +361,15 @@ class TestAuth(BjApiSyncCase):
         )
         as_user = config.with_user(user)
         self.assertEqual(as_user.name, "Test config")
-        secret_fields = [
-            "auth_password",
-            "bearer_token",
-            "api_key_value",
-            "oauth2_client_secret",
-            "oauth2_access_token",
-            "signing_secret",
-            "signing_secret_previous",
-        ]
-        for name in secret_fields:
+        for name in SECRET_FIELDS:
             with self.assertRaises(AccessError, msg=name):
                 as_user.read([name])
-        self.assertTrue(set(secret_fields).isdisjoint(as_user.fields_get()))
+        self.assertTrue(set(SECRET_FIELDS).isdisjoint(as_user.fields_get()))
         header = as_user.header_ids
         self.assertEqual(header.display_value, "***")
         with self.assertRaises(AccessError):
             header.read(["value"])
-        for name in secret_fields:
+        for name in SECRET_FIELDS:
             self.assertFalse(config._fields[name].copy, f"{name} must not be copied")
 
     def test_multi_company_isolation(self):
@@ -429,14 +429,7 @@ class TestAuth(BjApiSyncCase):
         self.env.invalidate_all()
         config = config.with_context(active_test=False)
         self.assertFalse(config.active)
-        for name in (
-            "auth_password",
-            "bearer_token",
-            "api_key_value",
-            "oauth2_client_secret",
-            "oauth2_access_token",
-            "signing_secret",
-        ):
+        for name in SECRET_FIELDS:
             self.assertFalse(config.sudo()[name], name)
         values = {h.key: h.sudo().value for h in config.header_ids}
         self.assertEqual(values, {"X-Api-Key": False, "X-Version": "2"})

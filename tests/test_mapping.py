@@ -11,20 +11,6 @@ from ..mapping import Mapping, MappingError
 from .common import BjApiSyncCase
 
 
-def add_mapping_line(config, path, key, child):
-    config.line_ids = [
-        Command.create(
-            {
-                "field_path": path,
-                "api_key": key,
-                "value_type": "mapping",
-                "mapping_config_id": child.id,
-                "sequence": 50,
-            }
-        )
-    ]
-
-
 @tagged("post_install", "-at_install")
 class TestMappingIn(BjApiSyncCase):
     @classmethod
@@ -211,7 +197,13 @@ class TestMappingIn(BjApiSyncCase):
             "res.partner", [("ref", "ref", "plain"), ("name", "name", "plain")], "ref"
         )
         config = self.make_config(lines=[("name", "name", "plain")])
-        add_mapping_line(config, "parent_id", "company", child)
+        self.add_line(
+            config,
+            field_path="parent_id",
+            api_key="company",
+            value_type="mapping",
+            mapping_config_id=child.id,
+        )
         mapping = Mapping(config)
         values, _unknown = mapping.to_values(
             {"name": "Kid", "company": {"ref": "MAP-CO", "name": "ignored"}}
@@ -234,7 +226,13 @@ class TestMappingIn(BjApiSyncCase):
             "ref",
         )
         config = self.make_config(lines=[("name", "name", "plain")])
-        add_mapping_line(config, "child_ids", "contacts", child)
+        self.add_line(
+            config,
+            field_path="child_ids",
+            api_key="contacts",
+            value_type="mapping",
+            mapping_config_id=child.id,
+        )
         mapping = Mapping(config)
         obj = {
             "name": "Parent",
@@ -422,6 +420,12 @@ class TestMappingRoundTrip(BjApiSyncCase):
         )
         child.line_ids[0].is_identifier = True
         nested = self.make_config(lines=[("name", "name", "plain")])
-        add_mapping_line(nested, "parent_id", "parent", child)
+        self.add_line(
+            nested,
+            field_path="parent_id",
+            api_key="parent",
+            value_type="mapping",
+            mapping_config_id=child.id,
+        )
         obj = self.round_trip(nested, partner, ["parent_id"])
         self.assertEqual(obj["parent"], {"ref": "RT-P", "name": "RT Parent"})

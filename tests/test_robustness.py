@@ -13,7 +13,7 @@ from odoo.modules.neutralize import get_neutralization_queries
 from odoo.tests import tagged
 
 from .. import uninstall_hook
-from .common import BjApiSyncCase, Reply, ScriptedServer, UsersMixin
+from .common import BjApiSyncCase, Reply, UsersMixin
 from .test_bad_input import assert_refused_by_database
 
 HOSTS_PARAM = "bj_api_sync.allowed_hosts"
@@ -92,8 +92,7 @@ class TestPoisonRows(BjApiSyncCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.token_server = ScriptedServer().start()
-        cls.addClassCleanup(cls.token_server.stop)
+        cls.token_server = cls.start_server()
         cls.partners = cls.make_partners(3)
 
     def test_absurd_token_lifetime_is_clamped(self):

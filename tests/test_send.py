@@ -64,14 +64,7 @@ class TestSend(BjApiSyncCase):
     def test_seed_snippet_in_server_action(self):
         """The documentation's server-action code works unchanged."""
         config = self.make_config()
-        self.env["ir.model.data"].create(
-            {
-                "module": "module",
-                "name": "api_config_xml_id",
-                "model": config._name,
-                "res_id": config.id,
-            }
-        )
+        self.give_xml_id(config, "module.api_config_xml_id")
         action = self.env["ir.actions.server"].create(
             {
                 "name": "Seed snippet",
@@ -87,14 +80,7 @@ class TestSend(BjApiSyncCase):
     def test_seed_cron_snippet(self):
         """The documentation's scheduled-action code works unchanged."""
         config = self.make_config(filter_domain=f"[('id', '=', {self.partner.id})]")
-        self.env["ir.model.data"].create(
-            {
-                "module": "module",
-                "name": "outbound_partner_config",
-                "model": config._name,
-                "res_id": config.id,
-            }
-        )
+        self.give_xml_id(config, "module.outbound_partner_config")
         action = self.env["ir.actions.server"].create(
             {
                 "name": "Seed cron",
@@ -361,18 +347,19 @@ class TestSend(BjApiSyncCase):
         self.assertEqual(logs.state, "success")
         self.assertEqual(logs.status_code, 204)
 
+    def config_failing_on_second(self, **values):
+        config = self.make_config(**values)
+        self.add_line(
+            config,
+            api_key="x",
+            value_type="python",
+            python_code=DIVIDE_BY_ZERO_ON_SECOND,
+        )
+        return config
+
     def test_python_error_logs_row_others_still_sent(self):
         partners = self.make_partners(3)
-        config = self.make_config()
-        config.line_ids = [
-            Command.create(
-                {
-                    "api_key": "x",
-                    "value_type": "python",
-                    "python_code": DIVIDE_BY_ZERO_ON_SECOND,
-                }
-            )
-        ]
+        config = self.config_failing_on_second()
         logs = config._make_outbound_http_request(partners)
         self.assertEqual(len(logs), 3)
         failed = logs.filtered(lambda log: log.state == "error")
@@ -384,16 +371,7 @@ class TestSend(BjApiSyncCase):
 
     def test_python_error_in_page_keeps_other_records(self):
         partners = self.make_partners(3)
-        config = self.make_config(is_paginated=True, page_size=10)
-        config.line_ids = [
-            Command.create(
-                {
-                    "api_key": "x",
-                    "value_type": "python",
-                    "python_code": DIVIDE_BY_ZERO_ON_SECOND,
-                }
-            )
-        ]
+        config = self.config_failing_on_second(is_paginated=True, page_size=10)
         logs = config._make_outbound_http_request(partners)
         self.assertEqual(sorted(logs.mapped("state")), ["error", "success"])
         self.assertEqual(len(self.server.received), 1)

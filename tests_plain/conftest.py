@@ -40,6 +40,7 @@ if REPO_ROOT.name.isidentifier() and REPO_ROOT.name not in sys.modules:
 # only once the synthetic package above exists.
 from bj_api_sync.testkit import http_server  # noqa: E402
 from bj_api_sync.testkit.http_server import ScriptedServer  # noqa: E402
+from bj_api_sync.tools.transport import OutboundRequest  # noqa: E402
 
 
 def Reply(status=200, headers=None, body=b"", **options):  # noqa: N802 -- a factory
@@ -145,3 +146,24 @@ def closed_port():
     port = sock.getsockname()[1]
     sock.close()
     return port
+
+
+def make_request(url, method="POST", body=b'{"a":1}', **kwargs):
+    """An OutboundRequest for the tests: no backoff, JSON and a bearer header."""
+    kwargs.setdefault("backoff_factor", 0)
+    headers = kwargs.pop(
+        "headers",
+        {
+            "Content-Type": "application/json",
+            "Idempotency-Key": "key-123",
+            "Authorization": "Bearer s3cr3t",
+        },
+    )
+    return OutboundRequest(
+        method=method,
+        url=url,
+        headers=headers,
+        body=body,
+        params=kwargs.pop("params", None),
+        **kwargs,
+    )

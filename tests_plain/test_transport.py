@@ -12,31 +12,9 @@ from email.utils import format_datetime
 
 import pytest
 import requests
-from conftest import Reply
+from conftest import Reply, make_request
 
 from bj_api_sync.tools import transport
-from bj_api_sync.tools.transport import OutboundRequest
-
-
-def make_request(url, method="POST", body=b'{"a":1}', **kwargs):
-    kwargs.setdefault("backoff_factor", 0)
-    headers = kwargs.pop(
-        "headers",
-        {
-            "Content-Type": "application/json",
-            "Idempotency-Key": "key-123",
-            "Authorization": "Bearer s3cr3t",
-        },
-    )
-    return OutboundRequest(
-        method=method,
-        url=url,
-        headers=headers,
-        body=body,
-        params=kwargs.pop("params", None),
-        **kwargs,
-    )
-
 
 # --------------------------------------------------------------------------
 # classification and URL helpers

@@ -13,26 +13,9 @@ import zlib
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import Reply
+from conftest import Reply, make_request
 
 from bj_api_sync.tools import transport
-from bj_api_sync.tools.transport import OutboundRequest
-
-
-def make_request(url, method="POST", body=b'{"a":1}', **kwargs):
-    kwargs.setdefault("backoff_factor", 0)
-    headers = kwargs.pop(
-        "headers", {"Content-Type": "application/json", "Idempotency-Key": "k-1"}
-    )
-    return OutboundRequest(
-        method=method,
-        url=url,
-        headers=headers,
-        body=body,
-        params=kwargs.pop("params", None),
-        **kwargs,
-    )
-
 
 # --------------------------------------------------------------------------
 # the host requests connects to, and the allow-list
@@ -124,9 +107,7 @@ def test_host_allowed(host, patterns, allowed):
     ],
 )
 def test_validate_url_refuses_characters_outside_rfc3986(url, message):
-    error = transport.validate_url(url)
-    assert error is not None
-    assert message in error
+    assert message in (transport.validate_url(url) or "accepted")
 
 
 @pytest.mark.parametrize(
