@@ -21,6 +21,14 @@ class BjApiLog(models.Model):
     config_id = fields.Many2one(
         "bj.api.sync.config", string="Configuration", index=True, ondelete="cascade"
     )
+    direction = fields.Selection(
+        [("out", "Out"), ("in", "In")],
+        required=True,
+        default="out",
+        index=True,
+        help="Out: a request this database sent. In: a request an inbound "
+        "endpoint received.",
+    )
     delivery_id = fields.Many2one(
         "bj.api.sync.delivery",
         index="btree_not_null",
@@ -56,6 +64,13 @@ class BjApiLog(models.Model):
     retry_after = fields.Float(help="Seconds the server asked to wait (Retry-After).")
     error_message = fields.Text(string="Error")
     idempotency_key = fields.Char(index=True)
+    remote_addr = fields.Char(
+        string="Remote Address", help="Address of the caller (inbound requests)."
+    )
+    ignored_keys = fields.Char(
+        help="Keys of the incoming JSON that no mapping line reads: ignored, "
+        "never written (inbound requests)."
+    )
 
     @api.model
     def _scrub_values(self, values, secrets=()):
@@ -102,6 +117,8 @@ class BjApiLog(models.Model):
         """
         if not vals_list:
             return self.browse()
+        # Columns not given get NULL, not the field default.
+        vals_list = [{"direction": "out", **vals} for vals in vals_list]
         columns = sorted({key for vals in vals_list for key in vals})
         unknown = [
             c for c in columns if c not in self._fields or not self._fields[c].store

@@ -48,6 +48,8 @@ class BjApiSyncAuthMixin(models.AbstractModel):
             ("bearer", "Bearer Token"),
             ("api_key", "API Key"),
             ("oauth2", "OAuth2 Client Credentials"),
+            # Inbound endpoints only: the caller's Odoo API key (SPEC §11).
+            ("odoo_api_key", "Odoo API Key"),
         ],
         string="Authorization Type",
         required=True,

@@ -9,6 +9,8 @@ rest of its behaviour lives in named mixins, each in its own file:
   circuit breaker and triggers;
 * ``bj.api.sync.auth.mixin`` (``bj_api_sync_auth.py``): authentication, signing
   and the host allow-list;
+* ``bj.api.sync.inbound.mixin`` (``bj_api_sync_inbound.py``): the inbound REST
+  endpoints of In configurations (``controllers/main.py`` routes to them);
 
 and payloads are built (and JSON read back into values) by the mapping engine,
 ``mapping.py``.
@@ -36,6 +38,7 @@ class BjApiSyncConfig(models.Model):
     # request mixin's methods.
     _inherit = [
         "mail.thread",
+        "bj.api.sync.inbound.mixin",
         "bj.api.sync.auth.mixin",
         "bj.api.sync.outbox.mixin",
         "bj.api.sync.request.mixin",
@@ -50,8 +53,8 @@ class BjApiSyncConfig(models.Model):
         [("in", "In"), ("out", "Out")],
         required=True,
         default="out",
-        help="Out sends Odoo records to an external API. In is reserved for "
-        "inbound endpoints.",
+        help="Out sends Odoo records to an external API. In answers the REST "
+        "endpoint /bj_api_sync/v1/<endpoint> with this configuration's lines.",
     )
     model_id = fields.Many2one(
         "ir.model",
@@ -121,7 +124,9 @@ class BjApiSyncConfig(models.Model):
         "the user whose change fired the rule (scheduled syncs: the user who "
         "set the schedule). Only Settings administrators choose another user "
         "than themselves. Buttons (Send Now, Preview, Send to) always use the "
-        "rights of the user who presses them.",
+        "rights of the user who presses them. Inbound endpoints run every "
+        "request as this user (required, unless they authenticate with an Odoo "
+        "API key: then as the key's user).",
     )
     inbound_create_missing = fields.Boolean(
         string="Create Missing Records",

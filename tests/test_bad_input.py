@@ -233,6 +233,9 @@ class TestBadInput(BjApiSyncCase):
     def make_in_config(self, **values):
         config = self.make_config()
         config.line_ids.is_identifier = True
+        # In configurations answer an endpoint as a Run As user (SPEC §11).
+        values.setdefault("endpoint", "bad-input")
+        values.setdefault("run_as_user_id", self.env.ref("base.user_admin").id)
         config.write(dict(request_type="in", **values))
         return config
 

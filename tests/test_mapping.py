@@ -315,7 +315,11 @@ class TestMappingIn(BjApiSyncCase):
         self.assertEqual(values, {"email": "e@x.y"})
 
     def test_identifier_rule_and_writable_fields_at_save(self):
-        config = self.make_config(lines=[("name", "name", "plain")])
+        config = self.make_config(
+            lines=[("name", "name", "plain")],
+            endpoint="mapping-in",
+            run_as_user_id=self.env.ref("base.user_admin").id,
+        )
         with self.assertRaises(ValidationError) as caught:
             config.request_type = "in"
         self.assertIn("exactly one inbound mapping line", str(caught.exception))

@@ -71,12 +71,18 @@ def signature_headers(secrets, msg_id, timestamp, body):
     }
 
 
-def verify(secret, headers, body, tolerance=DEFAULT_TOLERANCE, now=None):
+def verify(secrets, headers, body, tolerance=DEFAULT_TOLERANCE, now=None):
     """Check a signed request as a receiver would; return True or raise.
+
+    ``secrets`` is one secret or a list of them (both secrets during a
+    rotation): a ``v1`` signature made with any of them is accepted. Unusable
+    secrets (empty, not base64) are skipped.
 
     :raises SignatureError: missing headers, timestamp outside ``tolerance``
         seconds of ``now``, or no matching ``v1`` signature.
     """
+    if isinstance(secrets, str):
+        secrets = [secrets]
     lower = {str(k).lower(): v for k, v in (headers or {}).items()}
     msg_id = lower.get("webhook-id")
     timestamp = lower.get("webhook-timestamp")
@@ -90,9 +96,23 @@ def verify(secret, headers, body, tolerance=DEFAULT_TOLERANCE, now=None):
     now = time.time() if now is None else now
     if abs(now - timestamp) > tolerance:
         raise SignatureError("The webhook-timestamp is too old or too new.")
-    expected = sign(secret, msg_id, timestamp, body).partition(",")[2]
+    expected = []
+    for secret in secrets or ():
+        try:
+            expected.append(sign(secret, msg_id, timestamp, body).partition(",")[2])
+        except SignatureError:
+            continue
+    if not expected:
+        raise SignatureError("No usable signing secret.")
+    # Every candidate is compared with every secret: the time taken does not
+    # tell which part matched.
+    matched = False
     for candidate in str(signatures).split():
         version, _sep, value = candidate.partition(",")
-        if version == "v1" and hmac.compare_digest(value, expected):
-            return True
-    raise SignatureError("No matching signature.")
+        for digest in expected:
+            matched |= version == "v1" and hmac.compare_digest(
+                value.encode(), digest.encode()
+            )
+    if not matched:
+        raise SignatureError("No matching signature.")
+    return True
