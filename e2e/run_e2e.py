@@ -13,15 +13,21 @@ line::
 result=PASS|FAIL
 
 (scenario 3 adds ``duplicates=D``), indented notes (lines starting with ``  ``)
-say what happened and where the check shortened a delay; the run ends with
+say what happened and where the check shortened a delay. Scenarios 10-12 drive the
+inbound endpoints (``/bj_api_sync/v1/<endpoint>``, SPEC §11) over HTTP on a second,
+prefork server (``--workers 4``) and say in their docstrings what their counters
+count. The run ends with
 ``e2e: N passed, M failed`` and exits non-zero if any failed. Odoo processes, the
 receiver and the database are always cleaned up (also on failure or Ctrl-C);
-server logs stay in ``.run/e2e/<database>/``. A run takes 5-8 minutes (about 1 for
-the install; scenarios 1 and 3 wait for Odoo's own cron polling, up to 2 minutes).
+server logs stay in ``.run/e2e/<database>/``. A run takes 8-11 minutes (about 1 for
+the install; scenarios 1 and 3 wait for Odoo's own cron polling, up to 2 minutes;
+scenarios 10-12 take about 3).
 """
 
 import argparse
 import json
+import random
+import secrets
 import signal
 import sys
 import threading
@@ -30,6 +36,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+import requests
 
 HERE = Path(__file__).resolve().parent
 # The receiver beside this file; testkit (Odoo launcher, JSON-RPC) at the repo root.
@@ -76,6 +84,20 @@ partner.write({'function': 'v2'})
 partner.write({'name': 'S7 a final'})
 partner.write({'function': 'v4', 'email': 's7a@example.com'})
 """
+# Inbound configurations (scenarios 10-12): (field_path, api_key, direction,
+# is_identifier). Answers carry the record id, so that duplicates show.
+IN_LINES = (
+    ("ref", "ref", "both", True),
+    ("name", "name", "both", False),
+    ("id", "id", "out", False),
+)
+IN_PREFIX = "/bj_api_sync/v1"
+#: HTTP worker processes of the prefork server of scenarios 10-12.
+IN_WORKERS = 4
+#: What SPEC §11 answers that a client may send again: 503 (Odoo's retries of a
+#: conflicting request ran out, with Retry-After) and 409 while the same
+#: Idempotency-Key is in flight ("still in progress").
+IN_PROGRESS = "still in progress"
 LAST_VALUES_CODE = """
 partner = env['res.partner'].search([('ref', '=', 'S7-b')])
 partner.write({'name': 'S7 b last', 'function': 'v9'})
@@ -200,6 +222,96 @@ def tally(outcome, events, deliveries, requests, allow_duplicates=False):
     return duplicates
 
 
+@dataclass
+class Answer:
+    """What an inbound endpoint answered (``status`` None: no answer at all)."""
+
+    status: int | None
+    content: bytes = b""
+    replayed: bool = False
+    error: str | None = None
+
+    @property
+    def ok(self):
+        return self.status in (200, 201)
+
+    @property
+    def json(self):
+        try:
+            return json.loads(self.content)
+        except ValueError:
+            return None
+
+    @property
+    def retryable(self):
+        """503, or 409 for an Idempotency-Key still in flight (SPEC §11)."""
+        if self.status == 503:
+            return True
+        message = (self.json or {}).get("message", "") if self.status == 409 else ""
+        return IN_PROGRESS in str(message)
+
+    def label(self):
+        if self.status is None:
+            return self.error or "no answer"
+        return f"{self.status} replayed" if self.replayed else str(self.status)
+
+
+def post_json(session, url, token, body, key=None, timeout=300):
+    """POST ``body`` as JSON with the bearer ``token`` (and ``key`` as
+    Idempotency-Key); the :class:`Answer`, never an exception."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    if key:
+        headers["Idempotency-Key"] = key
+    try:
+        response = session.post(
+            url, data=json.dumps(body), headers=headers, timeout=timeout
+        )
+    except requests.RequestException as error:
+        return Answer(None, error=type(error).__name__)
+    return Answer(
+        response.status_code,
+        response.content,
+        response.headers.get("Idempotent-Replayed") == "true",
+    )
+
+
+def post_retrying(session, url, token, body, key=None, tries=10, retried=None):
+    """:func:`post_json`, sent again (same body and key) after a retryable answer
+    (see :attr:`Answer.retryable`), waiting ``Retry-After``-ish; counts the
+    retried statuses in the Counter ``retried``."""
+    for _ in range(tries - 1):
+        answer = post_json(session, url, token, body, key)
+        if not answer.retryable:
+            return answer
+        if retried is not None:
+            retried[answer.status] += 1
+        time.sleep(1 + random.random() / 2)
+    return post_json(session, url, token, body, key)
+
+
+def race(url, token, body, key, delays):
+    """One client per delay POSTs ``body`` with the Idempotency-Key ``key``,
+    all released at once, each after its delay; their :class:`Answer` s."""
+    barrier = threading.Barrier(len(delays))
+    answers = [None] * len(delays)
+
+    def client(n):
+        session = requests.Session()
+        barrier.wait(60)
+        time.sleep(delays[n])
+        answers[n] = post_json(session, url, token, body, key)
+
+    threads = [
+        threading.Thread(target=client, args=(n,), daemon=True)
+        for n in range(len(delays))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return [a or Answer(None, error="client stopped") for a in answers]
+
+
 class E2E:
     def __init__(self, args):
         self.args = args
@@ -213,6 +325,9 @@ class E2E:
         self.rpc = None
         self.receiver = Receiver()
         self.kicks = 0
+        # Tags of this run (refs, names, endpoints): `--db` may reuse a database.
+        self.run_id = secrets.token_hex(3)
+        self.inbound_server = None
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -254,6 +369,23 @@ class E2E:
         )
         self.servers.append(server)
         return server.start()
+
+    def prefork(self):
+        """The prefork server of the inbound scenarios (``IN_WORKERS`` HTTP
+        workers, no cron), started when none runs."""
+        if self.inbound_server is None or not self.inbound_server.alive:
+            server = OdooServer(
+                self.odoo,
+                self.db,
+                workers=IN_WORKERS,
+                log_dir=self.log_dir,
+                # A bulk of 1000 objects takes 15-60 s here: Odoo's default
+                # limits (60 s CPU, 120 s real per request) would kill the worker.
+                extra=["--limit-time-cpu=600", "--limit-time-real=600"],
+            )
+            self.servers.append(server)
+            self.inbound_server = server.start()
+        return self.inbound_server
 
     def cleanup(self):
         for server in self.servers:
@@ -326,6 +458,61 @@ class E2E:
         )[0]
         self.rpc.call("bj.api.sync.automate", "action_create_automations", [wizard])
         return config_id
+
+    def create_in_config(self, tag, endpoint, filter_domain=None):
+        """An In configuration (SPEC §11) at ``/bj_api_sync/v1/<endpoint>-<run>``:
+        partners upserted by ``ref`` (lines ``IN_LINES``), seen through
+        ``filter_domain`` (default: refs starting with ``<tag>-``), bearer auth,
+        run as admin; POST and GET. Returns ``(config id, path, token)``."""
+        endpoint = f"{endpoint}-{self.run_id}"
+        token = secrets.token_urlsafe(24)
+        methods = [
+            self.rpc.ref(f"bj_api_sync.http_method_{m}") for m in ("post", "get")
+        ]
+        config_id = self.rpc.call(
+            CONFIG,
+            "create",
+            [
+                {
+                    "name": f"e2e {tag} (in)",
+                    "request_type": "in",
+                    "endpoint": endpoint,
+                    "model_id": self.partner_model_id,
+                    "filter_domain": filter_domain or f"[('ref', '=like', '{tag}-%')]",
+                    "http_method_ids": [(6, 0, methods)],
+                    "auth_type": "bearer",
+                    "bearer_token": token,
+                    "run_as_user_id": self.rpc.uid,
+                    "line_ids": [
+                        (
+                            0,
+                            0,
+                            {
+                                "sequence": seq,
+                                "field_path": path,
+                                "api_key": key,
+                                "direction": direction,
+                                "is_identifier": ident,
+                            },
+                        )
+                        for seq, (path, key, direction, ident) in enumerate(IN_LINES)
+                    ],
+                }
+            ],
+        )[0]
+        return config_id, f"{IN_PREFIX}/{endpoint}", token
+
+    def partners_like(self, field_name, pattern):
+        """``(id, value)`` of the partners (archived ones too) whose
+        ``field_name`` is ``=like pattern``."""
+        rows = self.rpc.call(
+            "res.partner",
+            "search_read",
+            [(field_name, "=like", pattern)],
+            [field_name],
+            context={"active_test": False},
+        )
+        return [(row["id"], row[field_name]) for row in rows]
 
     def retire(self, config_id):
         """Deactivate a scenario's configuration so it cannot leak into others."""
@@ -945,6 +1132,328 @@ class E2E:
         self.retire(poison_id)
         self.retire(healthy_id)
 
+    # Scenarios 10-12: inbound endpoints (SPEC §11) on a prefork server. The issue
+    # that asked for them numbered them 9-11; 9 was taken by poison_row.
+
+    def scenario_10(self, out):
+        """8 clients POST the same 200 identifiers at once, each all 200 in its
+        own shuffled order, as single objects or arrays of 2-5, to a prefork
+        server: exactly one partner per identifier, every request answered
+        200/201 (503 and 409 "in progress" are sent again by the client).
+
+        events: identifiers; received: requests answered 200/201; unique_keys:
+        identifiers with a partner; lost: identifiers without one; unexpected:
+        extra partners, final answers other than 200/201, answers whose objects
+        are not the posted ones or name another record than the one kept."""
+        server = self.prefork()
+        mark = self.log_mark(server)
+        tag = f"S10-{self.run_id}"
+        config_id, path, token = self.create_in_config(tag, "s10")
+        url = server.url + path
+        refs = [f"{tag}-{i:03d}" for i in range(200)]
+        seed = random.randrange(1_000_000)
+        clients = 8
+        barrier = threading.Barrier(clients)
+        lock = threading.Lock()
+        finals, retried, shapes = Counter(), Counter(), Counter()
+        answered_ids = {}  # ref -> {ids the answers named}
+        bad = Counter()
+
+        def client(n):
+            rng = random.Random(seed * 100 + n)
+            order = refs[:]
+            rng.shuffle(order)
+            chunks, start = [], 0
+            while start < len(order):
+                size = rng.choice((1, 1, 2, 3, 5))
+                chunks.append(order[start : start + size])
+                start += size
+            session = requests.Session()
+            barrier.wait(60)
+            for chunk in chunks:
+                items = [{"ref": ref, "name": f"S10 {ref} c{n}"} for ref in chunk]
+                body = items[0] if len(items) == 1 else items
+                mine = Counter()
+                answer = post_retrying(session, url, token, body, retried=mine)
+                data = (answer.json or {}).get("data") if answer.ok else None
+                objects = data if isinstance(data, list) else [data]
+                with lock:
+                    retried.update(mine)
+                    finals[answer.label()] += 1
+                    shapes["object" if len(items) == 1 else "array"] += 1
+                    if not answer.ok:
+                        bad[f"answer {answer.label()}"] += 1
+                        continue
+                    if [
+                        o.get("ref") if isinstance(o, dict) else None for o in objects
+                    ] != chunk:
+                        bad["answer's objects are not the posted ones"] += 1
+                        continue
+                    for obj in objects:
+                        answered_ids.setdefault(obj["ref"], set()).add(obj.get("id"))
+
+        def run_client(n):
+            try:
+                client(n)
+            except Exception as error:  # noqa: BLE001 -- counted, reported
+                with lock:
+                    bad[f"client {n} stopped: {type(error).__name__}: {error}"] += 1
+
+        threads = [
+            threading.Thread(target=run_client, args=(n,), daemon=True)
+            for n in range(clients)
+        ]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(600)
+        took = time.monotonic() - started
+        rows = self.partners_like("ref", f"{tag}-%")
+        ids_by_ref = {}
+        for pid, ref in rows:
+            ids_by_ref.setdefault(ref, []).append(pid)
+        out.events = len(refs)
+        out.received = finals["200"] + finals["201"]
+        out.unique_keys = len(set(ids_by_ref) & set(refs))
+        out.lost = len(set(refs) - set(ids_by_ref))
+        extra = len(rows) - out.unique_keys
+        if extra:
+            bad["extra partners (same ref twice, or a ref never posted)"] += extra
+        for ref, ids in answered_ids.items():
+            if ids != set(ids_by_ref.get(ref, ())):
+                bad["answers named another record than the one kept"] += 1
+        out.check(not any(t.is_alive() for t in threads), "a client was still running")
+        out.unexpected = sum(bad.values())
+        for reason, count in bad.items():
+            out.notes.append(f"unexpected: {count} x {reason}")
+        out.notes.append(
+            f"{clients} clients x {len(refs)} identifiers (seed {seed}) in "
+            f"{sum(shapes.values())} requests ({shapes['object']} single objects, "
+            f"{shapes['array']} arrays of 2-5) to server {server.number} "
+            f"({IN_WORKERS} workers) in {took:.1f} s; final answers "
+            f"{dict(sorted(finals.items()))}; sent again after "
+            f"{dict(sorted(retried.items())) or 'none'}; {len(rows)} partners, "
+            f"{out.unique_keys} distinct refs"
+        )
+        out.notes.append(
+            f"Odoo ran requests again after a conflict: {self.reruns(server, mark)}"
+        )
+        self.foreign_requests(out, [])
+        self.retire(config_id)
+
+    def scenario_11(self, out):
+        """4 clients POST the same request with the same Idempotency-Key at
+        once (10 rounds, a new key each): one effect; one original answer, the
+        others identical replays (Idempotent-Replayed: true) or 409 in flight;
+        a replay after completion is identical. The objects carry no
+        identifier (`ref`), so every run of the request would create a partner:
+        only the key keeps it to one.
+
+        events: rounds; received: original (not replayed) answers; unique_keys:
+        keys with a stored answer; lost: rounds without a partner; unexpected:
+        extra partners, extra originals, replays that differ, other answers."""
+        server = self.prefork()
+        mark = self.log_mark(server)
+        tag = f"S11-{self.run_id}"
+        config_id, path, token = self.create_in_config(
+            tag, "s11", filter_domain=f"[('name', '=like', '{tag}-%')]"
+        )
+        url = server.url + path
+        rounds, clients = 10, 4
+        kinds, bad = Counter(), Counter()
+        for round_no in range(rounds):
+            key = f"e2e-{tag}-{round_no}"
+            body = {"name": f"{tag}-{round_no:02d}"}
+            # Even rounds: all at once (duplicates find the key in flight: 409).
+            # Odd rounds: the others 0-250 ms later, around the original's commit
+            # (replays, and snapshots that predate the commit).
+            delays = [0.0] + [
+                0.0 if round_no % 2 == 0 else random.uniform(0, 0.25)
+                for _ in range(clients - 1)
+            ]
+            answers = race(url, token, body, key, delays)
+            originals = [a for a in answers if a.ok and not a.replayed]
+            if len(originals) != 1:
+                bad[f"{len(originals)} original answers in one round"] += 1
+            original = originals[0] if originals else None
+            for answer in answers:
+                if answer is original:
+                    kinds["original"] += 1
+                elif answer.replayed:
+                    kinds["replay"] += 1
+                    if original and (answer.status, answer.content) != (
+                        original.status,
+                        original.content,
+                    ):
+                        bad["replay differs from the original answer"] += 1
+                elif answer.status == 409 and answer.retryable:
+                    kinds["409 in flight"] += 1
+                elif answer.ok:
+                    kinds["another original"] += 1  # counted above
+                else:
+                    kinds[answer.label()] += 1
+                    bad[f"answer {answer.label()}"] += 1
+            # After completion: the same request again is replayed, identical.
+            late = post_json(requests.Session(), url, token, body, key)
+            kinds["late replay" if late.replayed else f"late {late.label()}"] += 1
+            if original and not (
+                late.replayed
+                and (late.status, late.content) == (original.status, original.content)
+            ):
+                bad["late replay not identical to the original answer"] += 1
+            if original and original.status != 201:
+                bad[f"original answered {original.status}, not 201"] += 1
+        rows = self.partners_like("name", f"{tag}-%")
+        names = Counter(name for _pid, name in rows)
+        expected = {f"{tag}-{r:02d}" for r in range(rounds)}
+        stored = self.rpc.call(
+            "bj.api.sync.inbound.request",
+            "search_read",
+            [("config_id", "=", config_id)],
+            ["idempotency_key"],
+        )
+        out.events = rounds
+        out.received = kinds["original"]
+        out.unique_keys = len({row["idempotency_key"] for row in stored})
+        out.lost = len(expected - set(names))
+        extra = len(rows) - len(set(names) & expected)
+        if extra:
+            bad["extra partners (the request took effect twice)"] += extra
+        out.check(
+            len(stored) == rounds, f"{len(stored)} stored answers for {rounds} keys"
+        )
+        out.unexpected = sum(bad.values())
+        for reason, count in bad.items():
+            out.notes.append(f"unexpected: {count} x {reason}")
+        out.notes.append(
+            f"{rounds} rounds of {clients} simultaneous POSTs with one key each, "
+            f"then one more after completion, to server {server.number} "
+            f"({IN_WORKERS} workers): {dict(sorted(kinds.items()))}; "
+            f"{len(rows)} partners for {rounds} keys"
+        )
+        out.notes.append(
+            f"Odoo ran requests again after a conflict: {self.reruns(server, mark)}"
+        )
+        self.foreign_requests(out, [])
+        self.retire(config_id)
+
+    def log_mark(self, server):
+        return server.log.stat().st_size if server.log.exists() else 0
+
+    def reruns(self, server, mark):
+        """Requests Odoo ran again after a conflict (``odoo.service.model``
+        retrying: "<error>, N tries left" / "maximum number of tries reached"),
+        by error, from ``server``'s log after ``mark``; as text for a note.
+        Each conflict's query also logs an ERROR "bad query" line (Odoo's)."""
+        with open(server.log, "rb") as log:
+            log.seek(mark)
+            text = log.read().decode(errors="replace")
+        found = Counter()
+        for line in text.splitlines():
+            if "odoo.service.model:" not in line:
+                continue
+            message = line.split("odoo.service.model:", 1)[1].strip()
+            if "tries left" in message:
+                found[message.split("(")[0].split(",")[0]] += 1
+            elif "maximum number of tries" in message:
+                found["gave up (503)"] += 1
+        return ", ".join(f"{n} x {k}" for k, n in sorted(found.items())) or "none"
+
+    def partner_sequence(self):
+        """Last value of res.partner's id sequence: it moves as a transaction
+        inserts partners, before (and whether or not) it commits."""
+        [(value,)] = self.odoo.query(
+            "SELECT last_value FROM res_partner_id_seq", db=self.db
+        )
+        return value
+
+    def scenario_12(self, out):
+        """A bulk POST of 1000 objects; the prefork server (master and workers)
+        is SIGKILLed while the request inserts them; after a restart the 1000
+        partners are all there or none is; the client's retry then makes all
+        1000.
+
+        events: objects in the bulk; received: partners of the bulk found after
+        the restart (0 or 1000); unique_keys: refs found after the client's
+        retry; lost: refs missing after the retry; unexpected: partners of a
+        partial bulk after the restart, plus extra partners after the retry."""
+        server = self.prefork()
+        tag = f"S12-{self.run_id}"
+        config_id, path, token = self.create_in_config(tag, "s12")
+        refs = [f"{tag}-{i:04d}" for i in range(1000)]
+        items = [{"ref": ref, "name": f"S12 {ref}"} for ref in refs]
+        before = self.partner_sequence()
+        answers = []
+        thread = threading.Thread(
+            target=lambda: answers.append(
+                post_json(requests.Session(), server.url + path, token, items)
+            ),
+            daemon=True,
+        )
+        sent_at = time.monotonic()
+        thread.start()
+        # Kill once the transaction has inserted 300 of the 1000 (uncommitted).
+        self.wait(
+            "the bulk to insert 300 partners",
+            lambda: self.partner_sequence() - before >= 300 or answers,
+            120,
+            interval=0.02,
+        )
+        inserted = self.partner_sequence() - before
+        killed = server.number
+        server.kill()
+        killed_after = time.monotonic() - sent_at
+        thread.join(60)
+        [answer] = answers or [Answer(None, error="client still waiting")]
+        out.check(
+            answer.status is None,
+            f"the bulk was answered ({answer.label()}) before the kill: the kill "
+            "came too late to test anything",
+        )
+        server = self.prefork()
+        found = self.partners_like("ref", f"{tag}-%")
+        listed = requests.get(
+            f"{server.url}{path}?limit=1",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        ).json()
+        out.events = len(items)
+        out.received = len(found)
+        all_or_nothing = len(found) in (0, len(items))
+        if not all_or_nothing:
+            out.unexpected += len(found)
+            out.problems.append(
+                f"partial bulk: {len(found)} of {len(items)} partners after the crash"
+            )
+        out.check(
+            listed.get("total") == len(found),
+            f"the restarted endpoint lists {listed.get('total')} partners, the "
+            f"database has {len(found)}",
+        )
+        out.notes.append(
+            f"bulk POST of {len(items)} objects; server {killed} ({IN_WORKERS} "
+            f"workers) SIGKILLed {killed_after:.1f} s after sending, when its "
+            f"transaction had inserted {inserted} partners (id sequence); client got "
+            f"{answer.label()}; after the restart {len(found)} partners "
+            f"({'none' if not found else 'all' if all_or_nothing else 'PARTIAL'}), "
+            f"endpoint total {listed.get('total')}"
+        )
+        # The client sends the bulk again: now it goes through, once.
+        again = post_retrying(requests.Session(), server.url + path, token, items)
+        rows = self.partners_like("ref", f"{tag}-%")
+        distinct = {ref for _pid, ref in rows} & set(refs)
+        out.unique_keys = len(distinct)
+        out.lost = len(refs) - len(distinct)
+        out.unexpected += len(rows) - len(distinct)
+        out.check(again.ok, f"the client's retry got {again.label()}")
+        out.notes.append(
+            f"the client's retry on the restarted server {server.number} got "
+            f"{again.label()}: {len(rows)} partners, {len(distinct)} distinct refs"
+        )
+        self.foreign_requests(out, [])
+        self.retire(config_id)
+
     SCENARIOS = (
         (1, "outage_1000_creates", scenario_1),
         (2, "rollback_100_transactions", scenario_2),
@@ -955,6 +1464,9 @@ class E2E:
         (7, "coalesce_and_delete", scenario_7),
         (8, "circuit_breaker_resume_order", scenario_8),
         (9, "poison_row", scenario_9),
+        (10, "inbound_concurrent_upsert", scenario_10),
+        (11, "inbound_idempotency", scenario_11),
+        (12, "inbound_kill_during_bulk", scenario_12),
     )
 
     def run(self):

@@ -21,6 +21,7 @@ import itertools
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -182,7 +183,8 @@ class Odoo:
 
 
 class OdooServer:
-    """One threaded ``odoo-bin`` HTTP server on a free port of 127.0.0.1.
+    """One ``odoo-bin`` HTTP server on a free port of 127.0.0.1: threaded, or
+    prefork with ``workers`` HTTP worker processes (``--workers``).
 
     Its output goes to ``log`` (``<log_dir>/server-<number>.log``); it runs in its
     own session (Ctrl-C reaches the script, which stops it) and gets SIGTERM if
@@ -191,10 +193,11 @@ class OdooServer:
 
     _numbers = itertools.count(1)
 
-    def __init__(self, odoo, db, cron_threads=0, extra=(), log_dir=None):
+    def __init__(self, odoo, db, cron_threads=0, extra=(), log_dir=None, workers=0):
         self.odoo = odoo
         self.db = db
         self.cron_threads = cron_threads
+        self.workers = workers
         self.extra = list(extra)
         self.number = next(self._numbers)
         log_dir = Path(log_dir or RUN_DIR / "servers" / db)
@@ -220,7 +223,7 @@ class OdooServer:
             *self.odoo.flags(self.db),
             f"--http-port={self.port}",
             f"--gevent-port={free_port()}",
-            "--workers=0",
+            f"--workers={self.workers}",
             f"--max-cron-threads={self.cron_threads}",
             # /jsonrpc is deprecated in Odoo 19 and says so on every call.
             "--log-handler=odoo.addons.rpc.controllers.jsonrpc:ERROR",
@@ -256,9 +259,12 @@ class OdooServer:
         stop_process(self.process, timeout)
 
     def kill(self):
-        """SIGKILL: no cleanup, no commit, like a crash."""
+        """SIGKILL to its process group (prefork workers and all): no cleanup, no
+        commit, like a crash."""
         if self.alive:
-            self.process.kill()
+            # The server leads its own session: its group is its pid.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(30)
 
 
