@@ -32,7 +32,7 @@ test-pytest: ## The Odoo tests through pytest-odoo, in a fresh database
 e2e: ## End-to-end outbox check: real Odoo server, cron threads, receiver (~10 min)
 	$(PYTHON) e2e/run_e2e.py
 
-bench: ## Benchmarks B0-B6 on a fresh database; writes bench/RESULTS.md (~15 min)
+bench: ## Benchmarks B0-B8 on a fresh database; writes bench/RESULTS.md (~15 min)
 	$(PYTHON) bench/run_bench.py
 
 lint: ## ruff check + ruff format --check (ruff.toml); pylint-odoo when installed (.pylintrc)

@@ -130,6 +130,11 @@ def get_nested(data, dotted_key):
     return current
 
 
+def has_nested(data, dotted_key):
+    """Whether ``data`` holds a value (``null`` included) at ``dotted_key``."""
+    return get_nested(data, dotted_key) is not _MISSING
+
+
 def walk_path(record, chain):
     """Follow all relational segments of ``chain`` but the last from ``record``;
     return ``(target records, whether an x2many was crossed)``."""
@@ -816,6 +821,7 @@ __all__ = [
     "PayloadError",
     "field_writable_problem",
     "get_nested",
+    "has_nested",
     "plain_converter",
     "walk_path",
 ]

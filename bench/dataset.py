@@ -6,6 +6,7 @@ from odoo import Command
 #: ``function = 'g10k'``.
 ALL_DOMAIN = "[('ref', '=like', 'BP-%')]"
 G10K_DOMAIN = "[('function', '=', 'g10k')]"
+G10K_SQL = "function = 'g10k'"
 TAG_NAMES = ("Alpha", "Beta", "Gamma", "Delta", "Epsilon")
 COUNTRY_CODES = ("BE", "CA", "DE", "ES", "FR", "IT", "JP", "NL", "GB", "US")
 
@@ -43,6 +44,20 @@ READ_FIELDS = [
     "country_id",
     "category_id",
 ]
+
+
+#: The fields of the inbound benchmarks (B7, B8), each mapped by one line of the
+#: same name (``ref`` is the identifier), and read by Odoo's /json/2 baseline.
+INBOUND_FIELDS = (
+    "name",
+    "email",
+    "phone",
+    "ref",
+    "city",
+    "zip",
+    "website",
+    "comment",
+)
 
 
 def partner_values(key, run, count):
@@ -161,6 +176,70 @@ def insert_partners(env, count, first_group=10_000, companies=200):
     cr.execute("ANALYZE res_partner_res_partner_category_rel")
     env.invalidate_all()
     return partner_ids
+
+
+def fill_inbound_fields(env, domain_sql):
+    """Give the partners matching ``domain_sql`` (an SQL condition) a city, zip,
+    website and comment, so that every field of B7 holds a value."""
+    env.cr.execute(
+        f"""
+        UPDATE res_partner
+           SET city = 'City ' || (id % 50),
+               zip = lpad((id % 100000)::text, 5, '0'),
+               website = 'https://p' || id || '.example.com',
+               comment = '<p>Bench note ' || id || '</p>'
+         WHERE {domain_sql}
+        """
+    )
+    env.invalidate_all()
+
+
+def inbound_values(key, run, count):
+    """:func:`partner_values` with every field of :data:`INBOUND_FIELDS`."""
+    return [
+        dict(
+            vals,
+            city=f"City {i % 50}",
+            zip=f"{i:05d}",
+            website=f"https://{key.lower()}-{run}-{i}.example.com",
+            comment=f"<p>Bench note {run}-{i}</p>",
+        )
+        for i, vals in enumerate(partner_values(key, run, count))
+    ]
+
+
+def make_in_config(env, name, endpoint, filter_domain, **values):
+    """An inbound configuration of partners, GET and POST, one line per field
+    of :data:`INBOUND_FIELDS` (``ref`` the identifier), authenticated with an
+    Odoo API key (the request runs as the key's user, as /json/2 does)."""
+    methods = env.ref("bj_api_sync.http_method_get") | env.ref(
+        "bj_api_sync.http_method_post"
+    )
+    vals = {
+        "name": name,
+        "request_type": "in",
+        "endpoint": endpoint,
+        "model_id": env["ir.model"]._get("res.partner").id,
+        "filter_domain": filter_domain,
+        "http_method_ids": [Command.set(methods.ids)],
+        "auth_type": "odoo_api_key",
+        "page_size": 100,
+        "line_ids": [
+            Command.create(
+                {
+                    "sequence": sequence,
+                    "field_path": name,
+                    "api_key": name,
+                    "value_type": "plain",
+                    "direction": "both",
+                    "is_identifier": name == "ref",
+                }
+            )
+            for sequence, name in enumerate(INBOUND_FIELDS)
+        ],
+    }
+    vals.update(values)
+    return env["bj.api.sync.config"].create(vals)
 
 
 def make_config(env, name, url, lines=PAYLOAD_LINES, model="res.partner", **values):

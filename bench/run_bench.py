@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Benchmarks of bj_api_sync: ``python3 bench/run_bench.py`` from the checkout.
 
-Creates one fresh, uniquely named database, installs bj_api_sync, runs B0–B6,
+Creates one fresh, uniquely named database, installs bj_api_sync, runs B0–B8,
 prints one line per benchmark, drops the database (always) and writes
 bench/RESULTS.md. Exit status: 0 when every target is met, 1 when one is not,
 2 when the bench itself could not run.
 
 Each target compares two figures measured in the same run (a ceiling: read() of
 the same data, one plain requests.Session, the sequential rate, Odoo's own
-webhook action) because absolute times drift on a shared machine.
+webhook action, Odoo's own /json/2 on the same server, in-process create())
+because absolute times drift on a shared machine.
 
 Environment: ODOO_SRC / PYTHON / PGPORT / BJ_DB_USER as for scripts/devenv.sh.
 """
@@ -34,7 +35,7 @@ from testkit.processes import die_with_parent  # noqa: E402
 
 import receivers  # noqa: E402
 
-ALL = ("B0", "B1", "B2", "B3", "B4", "B5", "B6")
+ALL = ("B0", "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8")
 
 
 def log(message):
@@ -212,6 +213,7 @@ def run(args, env, dbname, fast, slow):
     # Only now is the addon importable (odoo.addons.bj_api_sync, used by cases).
     import cases  # noqa: PLC0415
     import dataset  # noqa: PLC0415
+    import endpoints  # noqa: PLC0415
 
     results = []
     selected = set(args.only or ALL)
@@ -278,19 +280,38 @@ def run(args, env, dbname, fast, slow):
             others[6500:6600],
         )
         attempt("B5", b5_memory, env, dbname, renv, payload_config, fast, len(ids))
-        if "B6" in selected:
-            ours, webhook = b6_prepare(renv, slow)
+        served = [key for key in ("B6", "B7", "B8") if key in selected]
+        if served:
+            if "B6" in selected:
+                ours, webhook = b6_prepare(renv, slow)
+            api_key = None
+            if {"B7", "B8"} & selected:
+                api_key = endpoints.prepare(renv, dataset.G10K_DOMAIN, dataset.G10K_SQL)
+            # One server for B6-B8: B7 and B8 compare two routes of the same one.
             server = OdooServer(env, dbname, extra=["--log-level=warn"])
             try:
                 log(f"starting odoo-bin (log: {server.log})")
                 server.start()
-                rpc = JsonRpc(server.url, dbname)
-                attempt("B6", cases.b6_user_request, rpc, slow, ours, webhook)
+                if "B6" in selected:
+                    rpc = JsonRpc(server.url, dbname)
+                    attempt("B6", cases.b6_user_request, rpc, slow, ours, webhook)
+                attempt(
+                    "B7",
+                    endpoints.b7_list,
+                    server.url,
+                    api_key,
+                    dataset.G10K_DOMAIN,
+                    len(g10k),
+                )
+                attempt("B8", endpoints.b8_upsert, renv, server.url, api_key)
             except Exception as error:  # noqa: BLE001
                 traceback.print_exc()
-                result = cases.Result("B6", f"ERROR {error}", False)
-                results.append(result)
-                print(result.line, flush=True)
+                done = {result.key for result in results}
+                for key in served:
+                    if key not in done:
+                        result = cases.Result(key, f"ERROR {error}", False)
+                        results.append(result)
+                        print(result.line, flush=True)
             finally:
                 server.stop()
         cr.rollback()

@@ -50,6 +50,7 @@ from ..mapping import (
     X2MANY_TYPES,
     Mapping,
     MappingError,
+    has_nested,
 )
 from ..tools import jsonenc, sandbox, signing
 from ..tools.jsonbody import DEFAULT_MAX_BYTES
@@ -111,16 +112,6 @@ def _same_secret(given, expected):
         return False
     given = given.encode() if isinstance(given, str) else bytes(given or b"")
     return hmac.compare_digest(given, expected.encode())
-
-
-def _json_has(obj, dotted_key):
-    """Whether ``obj`` holds a value (``null`` included) at ``dotted_key``."""
-    current = obj
-    for part in dotted_key.split("."):
-        if not isinstance(current, dict) or part not in current:
-            return False
-        current = current[part]
-    return True
 
 
 class InboundError(Exception):
@@ -220,6 +211,40 @@ class InboundAnswer:
         if self.text is None:
             self.text = jsonenc.dumps(self.body)
         return self.text
+
+
+class _CreateBatch:
+    """The records an upsert creates, made by one ``create()`` of the model.
+
+    ``ids`` (the record id of each item, by position) and ``existing``
+    (``{identifier key: record}``) are filled in as the records are created.
+    """
+
+    def __init__(self, model, ids, existing):
+        self.model = model
+        self.ids = ids
+        self.existing = existing
+        self.waiting = []  # (position, identifier key or None, values)
+        self.identifiers = set()
+        self.created = False
+
+    def add(self, position, ident, values):
+        self.waiting.append((position, ident, values))
+        if ident:
+            self.identifiers.add(ident)
+
+    def flush(self):
+        """Create the waiting records (one ``create()``)."""
+        if not self.waiting:
+            return
+        records = self.model.create([values for _pos, _ident, values in self.waiting])
+        for (position, ident, _values), record in zip(
+            self.waiting, records, strict=True
+        ):
+            self.ids[position] = record.id
+            if ident:
+                self.existing[ident] = record
+        self.waiting, self.identifiers, self.created = [], set(), True
 
 
 class BjApiSyncInboundMixin(models.AbstractModel):
@@ -446,7 +471,8 @@ class BjApiSyncInboundMixin(models.AbstractModel):
         superuser (empty when none)."""
         if not ENDPOINT_RE.fullmatch(endpoint or ""):
             return self.browse()
-        return self.sudo().search(
+        # Its fields come with the search: every request reads a few of them.
+        return self.sudo().search_fetch(
             [("request_type", "=", "in"), ("endpoint", "=", endpoint)], limit=1
         )
 
@@ -523,8 +549,9 @@ class BjApiSyncInboundMixin(models.AbstractModel):
                 self.env._("Missing or invalid credentials."),
                 headers={"WWW-Authenticate": self._inbound_challenge()},
             )
+        # An Odoo API key only checks out for an active user: Run As may not be.
         user = self.env["res.users"].sudo().browse(uid)
-        if not user.active:
+        if self.auth_type != "odoo_api_key" and not user.active:
             raise InboundError(
                 500,
                 self.env._("The user this endpoint runs as is archived."),
@@ -689,9 +716,16 @@ class BjApiSyncInboundMixin(models.AbstractModel):
         [(locked,)] = self.env.execute_query(query)
         return locked
 
-    def _inbound_lock(self, key):
-        """Wait for the transaction-level advisory lock ``key``."""
-        self.env.cr.execute(SQL("SELECT pg_advisory_xact_lock(%s)", key))
+    def _inbound_lock(self, *keys):
+        """Wait for the transaction-level advisory locks ``keys``, in one
+        statement, taken in ascending order (two requests never wait for each
+        other crosswise)."""
+        self.env.cr.execute(
+            SQL(
+                "SELECT pg_advisory_xact_lock(key) FROM unnest(%s::bigint[]) AS key",
+                sorted(keys),
+            )
+        )
 
     def _inbound_mapping_failure(self, error):
         """The 422 of a value a line cannot take. The message of a Python line
@@ -817,13 +851,21 @@ class BjApiSyncInboundMixin(models.AbstractModel):
             )
         return result
 
+    def _inbound_values(self, mapping, model, obj, record):
+        """The values ``obj`` gives ``record`` (empty: a new record), after the
+        configuration's Python Script.
+
+        :return: ``(values, unknown keys)``
+        """
+        obj = self._inbound_run_script(mapping, model, obj, record)
+        return mapping.to_values(obj, record=record)
+
     def _inbound_apply(self, mapping, model, obj, record):
         """Write ``obj`` on ``record``, or create a record from it.
 
         :return: ``(record, created, unknown keys)``
         """
-        obj = self._inbound_run_script(mapping, model, obj, record)
-        values, unknown = mapping.to_values(obj, record=record)
+        values, unknown = self._inbound_values(mapping, model, obj, record)
         if record:
             if values:
                 record.write(values)
@@ -866,12 +908,20 @@ class BjApiSyncInboundMixin(models.AbstractModel):
             field = mapping.chain(line.field_path)[-1]
             value = self._inbound_filter_value(field, text)
             domain &= Domain(line.field_path, "=", value)
-        records = model.search(domain, limit=limit, offset=offset)
-        total = model.search_count(domain)
+        records, total = self._inbound_search_page(model, domain, limit, offset)
         objects = self._inbound_objects(mapping, records)
         answer = InboundAnswer.success(objects, res_ids=records.ids)
         answer.body.update(count=len(objects), total=total, limit=limit, offset=offset)
         return answer
+
+    def _inbound_search_page(self, model, domain, limit, offset):
+        """A page of the records matching ``domain`` (the model's order) and
+        how many match in all. A page shorter than ``limit`` tells the total;
+        a full one needs a count (as the web client does)."""
+        records = model.search(domain, offset=offset, limit=limit)
+        if len(records) < limit and (records or not offset):
+            return records, offset + len(records)
+        return records, model.search_count(domain)
 
     def _inbound_filters(self, mapping):
         """``{key: line}`` of the ``?key=value`` filters: the top-level keys
@@ -929,16 +979,27 @@ class BjApiSyncInboundMixin(models.AbstractModel):
             )
         mapping, model = self._inbound_mapping()
         keys, existing = self._inbound_lock_and_find(mapping, model, items)
-        records, created_any, ignored = [], False, set()
-        for item, ident in zip(items, keys, strict=True):
+        ids, ignored = [None] * len(items), set()
+        # New records wait to be created together, in one create(), unless an
+        # item could depend on them: one with the identifier of a waiting
+        # record, or any item when the lines look up records or run code.
+        batch = _CreateBatch(model, ids, existing)
+        together = self._inbound_creates_together(mapping)
+        for position, (item, ident) in enumerate(zip(items, keys, strict=True)):
+            if not together or ident in batch.identifiers:
+                batch.flush()
             record = existing[ident] if ident else model.browse()
-            record, created, unknown = self._inbound_apply(mapping, model, item, record)
-            if ident:
-                existing[ident] = record  # the same identifier later in the array
-            records.append(record.id)
-            created_any |= created
+            values, unknown = self._inbound_values(mapping, model, item, record)
             ignored.update(unknown)
-        records = model.browse(records)
+            if record:
+                if values:
+                    record.write(values)
+                ids[position] = record.id
+            else:
+                batch.add(position, ident, values)
+        batch.flush()
+        created_any = batch.created
+        records = model.browse(ids)
         self._inbound_check_in_domain(records)
         objects = self._inbound_objects(mapping, records)
         return InboundAnswer.success(
@@ -947,6 +1008,21 @@ class BjApiSyncInboundMixin(models.AbstractModel):
             res_ids=list(dict.fromkeys(records.ids)),
             ignored_keys=sorted(ignored),
         )
+
+    def _inbound_creates_together(self, mapping):
+        """Whether the new records of a POSTed array may be created by one
+        ``create()``: only when the values of an item cannot depend on the
+        records earlier items create (plain lines on fields of the model
+        itself, no Python)."""
+        if self.sudo().python_script:
+            return False
+        for line in mapping.lines(IN_DIRECTIONS):
+            if line.value_type != "plain" or not line.field_path:
+                return False
+            chain = mapping.chain(line.field_path)
+            if len(chain) > 1 or chain[0].type in RELATIONAL_TYPES:
+                return False
+        return True
 
     def _inbound_lock_and_find(self, mapping, model, items):
         """Lock the identifiers of ``items`` and find their records.
@@ -963,23 +1039,27 @@ class BjApiSyncInboundMixin(models.AbstractModel):
             for an item without identifier) and ``{identifier key: record}``
         """
         line = mapping.identifier_line()
-        domains, values, keys = {}, {}, []
+        searched, values, keys = {}, {}, []
         for item in items:
-            has_value = _json_has(item, line.api_key)
+            has_value = has_nested(item, line.api_key)
             value = mapping.identifier_value(item) if has_value else None
             if value is None:
                 keys.append(None)
                 continue
             domain = mapping.identifier_domain(value)
+            [(_path, _operator, search_value)] = domain
             ident = repr(domain)
-            domains[ident], values[ident] = Domain(domain), value
+            searched[ident], values[ident] = search_value, value
             keys.append(ident)
-        for lock in sorted({advisory_key("identifier", self.id, i) for i in domains}):
-            self._inbound_lock(lock)
+        if searched:
+            self._inbound_lock(
+                *(advisory_key("identifier", self.id, ident) for ident in searched)
+            )
         scope = self._inbound_domain()
-        found = {}
-        for ident, domain in domains.items():
-            records = model.search(scope & domain, limit=2)
+        found = self._inbound_search_identifiers(
+            model, line.field_path, scope, searched
+        )
+        for ident, records in found.items():
             if len(records) > 1:
                 raise InboundError(
                     409,
@@ -989,11 +1069,46 @@ class BjApiSyncInboundMixin(models.AbstractModel):
                         value=jsonenc.short_repr(values[ident]),
                     ),
                 )
-            found[ident] = records
-        missing = [domains[ident] for ident in domains if not found[ident]]
+        missing = [
+            Domain(line.field_path, "=", searched[ident])
+            for ident in searched
+            if not found[ident]
+        ]
         if missing and self._inbound_created_meanwhile(model, scope, missing):
             raise InboundRetry("An identifier was created by a concurrent request.")
         return keys, found
+
+    def _inbound_search_identifiers(self, model, path, scope, searched):
+        """``{identifier key: records}`` for ``searched`` (``{identifier key:
+        value}`` of the identifier field ``path``), within ``scope``.
+
+        The values of a stored text or integer field (``ref``, ``id``…) compare
+        alike in SQL and in Python: one search finds the records of them all.
+        Other fields, and empty values (which may match NULL), get one search
+        each.
+        """
+        field = model._fields.get(path)
+        batched = (
+            field is not None
+            and field.store
+            and field.type in ("char", "integer")
+            and not field.translate
+            and not field.company_dependent
+        )
+        found, by_value = {}, {}
+        for ident, value in searched.items():
+            if batched and value:
+                by_value[value] = ident
+                found[ident] = model.browse()
+            else:
+                found[ident] = model.search(scope & Domain(path, "=", value), limit=2)
+        if by_value:
+            domain = scope & Domain(path, "in", list(by_value))
+            for record in model.search_fetch(domain, [path]):
+                ident = by_value.get(record[path])
+                if ident:
+                    found[ident] |= record
+        return found
 
     def _inbound_created_meanwhile(self, model, scope, domains):
         """Whether a record matching one of ``domains`` exists for a fresh
