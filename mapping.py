@@ -203,19 +203,25 @@ class Mapping:
     # Odoo → JSON
     # ------------------------------------------------------------------------
 
-    def build_objects(self, records, depth=0):
+    def build_objects(self, records, depth=0, fetched=False):
         """Build one JSON object per record from the out lines.
 
         Values are computed line by line over the whole batch so that the ORM
         reads each field once for all records.
 
+        :param fetched: the caller has just read :meth:`first_level_fields`
+            of ``records`` (only deeper levels are read here)
         :return: ``(objects, errors)`` lists aligned with ``records``; ``errors``
             holds a :class:`PayloadError` for the records that failed, else None
         """
         objects = [{} for _record in records]
         errors = [None] * len(records)
         lines = self.lines(OUT_DIRECTIONS)
-        self.prefetch(records, [line.field_path for line in lines if line.field_path])
+        self.prefetch(
+            records,
+            [line.field_path for line in lines if line.field_path],
+            fetched=fetched,
+        )
         for line in lines:
             values = self._line_values(line, records, depth)
             key = line.api_key
@@ -364,27 +370,43 @@ class Mapping:
                 values[path] = convert(current[name]) if current else None
         return values
 
-    def prefetch(self, records, paths):
+    def prefetch(self, records, paths, fetched=False):
         """Read every field ``paths`` walk through, level by level, in bulk.
 
         Accessing fields record by record would also work thanks to prefetching,
         but one ``fetch`` per model and level reads exactly the needed columns
-        (like ``read()`` would) instead of every prefetchable field.
+        (like ``read()`` would) instead of every prefetchable field. With
+        ``fetched``, the first level is already read.
         """
+        self._prefetch_tree(records, self._path_tree(paths), fetched)
+
+    def _path_tree(self, paths):
         tree = {}
         for path in paths:
             node = tree
             for field in self.chain(path):
                 node = node.setdefault(field.name, {})
-        self._prefetch_tree(records, tree)
+        return tree
 
-    def _prefetch_tree(self, records, tree):
-        if not records or not tree:
-            return
+    def first_level_fields(self, records):
+        """The stored fields of ``records``' model the out lines read (and
+        ``active``): what :meth:`build_objects` reads first."""
+        lines = self.lines(OUT_DIRECTIONS)
+        tree = self._path_tree(line.field_path for line in lines if line.field_path)
+        return self._stored_names(records, tree)
+
+    @staticmethod
+    def _stored_names(records, tree):
         names = [name for name in tree if records._fields[name].store]
         if "active" in records._fields:
             names.append("active")  # x2many values are filtered on it
-        records.fetch(names)
+        return names
+
+    def _prefetch_tree(self, records, tree, fetched=False):
+        if not records or not tree:
+            return
+        if not fetched:
+            records.fetch(self._stored_names(records, tree))
         for name, subtree in tree.items():
             if subtree and records._fields[name].relational:
                 targets = records.mapped(name)

@@ -116,20 +116,25 @@ def as_object(row):
 
 def b7_list(url, api_key, domain, count, rounds=3, size=100):
     """GET the pages of ``size`` of the ``count`` records the B7 endpoint lists
-    (``domain``) once a round, vs ``search_read`` of the same pages; and, for
-    reference, vs ``web_search_read``, which also counts the records as the
-    endpoint does for its ``total``."""
-    ours = Client(url, api_key)
-    odoo = Client(url, api_key)
-    web = Client(url, api_key)
+    (``domain``) once a round, two ways, each against the /json/2 call doing
+    the same work:
+
+    * ``?total=false`` (the page only) vs ``search_read`` of the same page;
+    * the default answer, whose ``total`` counts every match, vs
+      ``web_search_read``, which counts them too (``length``).
+    """
+    clients = [Client(url, api_key) for _side in range(4)]
+    ours, odoo, ours_counted, web = clients
     offsets = range(0, count, size)
     json2_domain = ast.literal_eval(domain)
     fields = list(dataset.INBOUND_FIELDS)
+    path = f"/bj_api_sync/v1/{B7_ENDPOINT}"
 
     def get_page(offset):
-        return ours.get(
-            f"/bj_api_sync/v1/{B7_ENDPOINT}", {"limit": size, "offset": offset}
-        )
+        return ours.get(path, {"limit": size, "offset": offset, "total": "false"})
+
+    def get_page_counted(offset):
+        return ours_counted.get(path, {"limit": size, "offset": offset})
 
     def search_read(offset):
         body = {"domain": json2_domain, "fields": fields}
@@ -146,31 +151,43 @@ def b7_list(url, api_key, domain, count, rounds=3, size=100):
         )
 
     try:
-        # Warm-up, and the same records, values and total on the three sides.
+        # Warm-up, and the same records, values and total on every side.
         for offset in offsets[:10]:
             mine = get_page(offset)
+            counted = get_page_counted(offset)
             theirs = [as_object(row) for row in search_read(offset)]
             total = web_search_read(offset)["length"]
-            if mine["data"] != theirs or len(theirs) != size or mine["total"] != total:
+            if (
+                mine["data"] != theirs
+                or counted["data"] != theirs
+                or len(theirs) != size
+                or mine["total"] is not None
+                or counted["total"] != total
+            ):
                 raise AssertionError(f"pages at offset {offset} differ")
-        rows = [(offset,) * 3 for offset in offsets]
-        functions = (get_page, search_read, web_search_read)
+        rows = [(offset,) * 4 for offset in offsets]
+        functions = (get_page, search_read, get_page_counted, web_search_read)
         results = [duel(functions, rows) for _r in range(rounds)]
     finally:
-        for client in (ours, odoo, web):
+        for client in clients:
             client.close()
-    ratio, mine, base, counted = median(results)
+    plain = [(m / b, m, b) for _ratio, m, b, _m2, _w in results]
+    counted = [(m2 / w, m2, w) for _ratio, _m, _b, m2, w in results]
+    ratio, mine, base = median(plain)
+    ratio2, mine2, web2 = median(counted)
     return Result(
         "B7",
         f"GET list, {size} partners a page, {len(fields)} lines, odoo_api_key, "
-        f"keep-alive requests.Session, {SERVER_MODE}: {mine:.0f} req/s | "
-        f"baseline /json/2/res.partner/search_read (same key, records, fields) "
-        f"{base:.0f} req/s | ratio {ratio:.2f} | target >= 1.0 | median of "
-        f"{rounds} rounds ({ratios(results)}) of {len(rows)} requests a side, "
-        f"interleaved, over {count} records | pages checked equal | for "
-        f"reference /json/2 web_search_read (page + count, as the endpoint's "
-        f"total) {counted:.0f} req/s, ratio {mine / counted:.2f}",
-        ratio >= 1.0,
+        f"keep-alive requests.Session, {SERVER_MODE}: ?total=false {mine:.0f} "
+        f"req/s | baseline /json/2/res.partner/search_read (same key, records, "
+        f"fields) {base:.0f} req/s | ratio {ratio:.2f} | target >= 1.0 | with "
+        f"total (counts every match) {mine2:.0f} req/s | baseline /json/2 "
+        f"web_search_read (page + count) {web2:.0f} req/s | ratio {ratio2:.2f} | "
+        f"target >= 1.0 | median of {rounds} rounds (search_read "
+        f"{ratios(plain)}; web_search_read {ratios(counted)}) of {len(rows)} "
+        f"requests a "
+        f"side, interleaved, over {count} records | pages checked equal",
+        ratio >= 1.0 and ratio2 >= 1.0,
     )
 
 

@@ -100,7 +100,7 @@ class BjApiSyncInbound(http.Controller):
             config._inbound_check_rate()
             request.bj_api_sync_counted = True
         config._inbound_check_method(call)
-        uid = config._inbound_authenticate(call)
+        uid = call.uid = config._inbound_authenticate(call)
         if call.method in BODY_METHODS:
             self._read_body(config, call)
         config._inbound_check_signature(call)

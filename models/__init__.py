@@ -7,6 +7,8 @@ from . import bj_api_sync_request
 from . import bj_api_sync_outbox
 from . import bj_api_sync_auth
 from . import bj_api_sync_inbound
+from . import bj_api_sync_openapi
+from . import bj_api_sync_import
 from . import bj_api_sync_inbound_request
 from . import bj_api_sync_rate_window
 from . import bj_api_sync_config

@@ -29,6 +29,19 @@ class BjApiLog(models.Model):
         help="Out: a request this database sent. In: a request an inbound "
         "endpoint received.",
     )
+    import_created = fields.Integer(
+        string="Created", help="Import: records this page created."
+    )
+    import_updated = fields.Integer(
+        string="Updated", help="Import: records this page updated."
+    )
+    import_failed = fields.Integer(
+        string="Failed", help="Import: objects of this page not written."
+    )
+    write_back_error = fields.Text(
+        help="Why the response could not be written back into the records sent "
+        "(the request itself succeeded)."
+    )
     delivery_id = fields.Many2one(
         "bj.api.sync.delivery",
         index="btree_not_null",

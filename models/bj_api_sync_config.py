@@ -28,7 +28,19 @@ from .bj_api_sync_delivery import OPEN_STATES
 #: lets only them write server-action code (SPEC §9).
 CODE_GROUP = "base.group_system"
 #: Fields whose change changes the cached line plans.
-PLAN_FIELDS = frozenset({"line_ids", "request_url", "model_id"})
+PLAN_FIELDS = frozenset(
+    {
+        "line_ids",
+        "request_url",
+        "model_id",
+        "http_method_ids",
+        "header_ids",
+        "param_ids",
+        "endpoint",
+        "request_type",
+        "active",
+    }
+)
 
 
 class BjApiSyncConfig(models.Model):
@@ -38,7 +50,9 @@ class BjApiSyncConfig(models.Model):
     # request mixin's methods.
     _inherit = [
         "mail.thread",
+        "bj.api.sync.import.mixin",
         "bj.api.sync.inbound.mixin",
+        "bj.api.sync.openapi.mixin",
         "bj.api.sync.auth.mixin",
         "bj.api.sync.outbox.mixin",
         "bj.api.sync.request.mixin",
@@ -381,7 +395,8 @@ class BjApiSyncConfig(models.Model):
         ):
             self._check_run_as_author(vals["run_as_user_id"])
         if PLAN_FIELDS & set(vals):
-            # Only changes of the lines, URL or model change the cached plans:
+            # Only changes of the lines, URL, model, methods, headers,
+            # parameters or endpoint change the cached plans:
             # pausing, probing or a token refresh keep every worker's caches.
             self.env.registry.clear_cache()
         return super().write(vals)
@@ -529,9 +544,13 @@ class BjApiSyncConfig(models.Model):
         self.ensure_one()
         self._check_manager_access()
         self._check_sendable()
-        records = self._get_matching_records(limit=self._unit_size())
         try:
-            values = self._prepare_preview_values(records)
+            if self.import_response:
+                # A real GET of the first page; nothing is written.
+                values = self._prepare_import_preview_values(self.env)
+            else:
+                records = self._get_matching_records(limit=self._unit_size())
+                values = self._prepare_preview_values(records)
         except SyncError as error:
             raise UserError(
                 self.env._(

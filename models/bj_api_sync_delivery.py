@@ -397,6 +397,15 @@ class BjApiSyncDelivery(models.Model):
             [int(i) for i in (self.res_ids or "").split(",") if i]
         )
 
+    def _write_back_records(self):
+        """The records of this delivery with the rights of the user whose
+        change queued it (the configuration's Run As user when set), never
+        the superuser flag."""
+        self.ensure_one()
+        user = self.sudo().config_id.run_as_user_id or self.sudo().create_uid
+        records = self._records()
+        return records.with_env(records.env(user=user.id, su=False)).exists()
+
     def _prepare_unit(self):
         self.ensure_one()
         # The stored text is what POST/PUT/PATCH/DELETE send; it is parsed
@@ -455,6 +464,12 @@ class BjApiSyncDelivery(models.Model):
                 unit, request, result, secrets=secrets[config.id]
             )
             values["delivery_id"] = delivery.id
+            if result.outcome == "success" and config._writes_back():
+                problem = config._write_back(
+                    delivery._write_back_records(), result.response_text
+                )
+                if problem:
+                    values["write_back_error"] = problem
             log_values.append(values)
         self.env["bj.api.log"].sudo()._insert_batch(log_values)
         self.invalidate_recordset(["log_ids", "log_count"])

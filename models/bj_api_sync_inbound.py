@@ -25,13 +25,12 @@ import binascii
 import hashlib
 import hmac
 import re
-import shlex
 import time
 from dataclasses import dataclass, field
 
 import psycopg2
 
-from odoo import SUPERUSER_ID, api, fields, models
+from odoo import SUPERUSER_ID, api, fields, models, tools
 from odoo.exceptions import (
     AccessError,
     ConcurrencyError,
@@ -43,6 +42,8 @@ from odoo.exceptions import (
 from odoo.fields import Domain
 from odoo.tools import SQL
 
+from odoo.addons.base.models.res_users import INDEX_SIZE, KEY_CRYPT_CONTEXT
+
 from ..mapping import (
     IN_DIRECTIONS,
     OUT_DIRECTIONS,
@@ -52,7 +53,7 @@ from ..mapping import (
     MappingError,
     has_nested,
 )
-from ..tools import jsonenc, sandbox, signing
+from ..tools import hashmemo, jsonenc, sandbox, signing
 from ..tools.jsonbody import DEFAULT_MAX_BYTES
 from ..tools.redact import BODY_LIMIT, REDACTED, truncate
 
@@ -61,6 +62,41 @@ ENDPOINT_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 MAX_BYTES_PARAM = "bj_api_sync.inbound_max_bytes"
 #: Items of one bulk POST, and records of one GET page, at most.
 MAX_ITEMS = 1000
+#: The configuration fields a request reads (credentials, limits, mapping,
+#: log): read with the lookup of the endpoint, in one statement.
+HOT_FIELDS = (
+    "name",
+    "request_type",
+    "endpoint",
+    "model_name",
+    "filter_domain",
+    "company_id",
+    "page_size",
+    "rate_limit",
+    "log_level",
+    "delete_mode",
+    "inbound_create_missing",
+    "python_script",
+    "run_as_user_id",
+    "auth_type",
+    "auth_login",
+    "auth_password",
+    "bearer_token",
+    "api_key_header",
+    "api_key_value",
+    "oauth2_client_id",
+    "oauth2_client_secret",
+    "oauth2_access_token",
+    "verify_signature",
+    "signing_secret",
+    "signing_secret_previous",
+)
+#: Query parameters of a list that are never filters.
+LIST_PARAMS = ("limit", "offset", "total")
+TRUE_WORDS = ("1", "true", "yes")
+FALSE_WORDS = ("0", "false", "no")
+#: Odoo API keys already checked by this process (see tools/hashmemo.py).
+VERIFIED_API_KEYS = hashmemo.VerifiedPairs()
 IDEMPOTENCY_HEADERS = ("Idempotency-Key", "X-Request-ID", "webhook-id")
 IDEMPOTENCY_KEY_MAX = 255
 #: (method, whether the URL names a record) → operation.
@@ -72,33 +108,9 @@ OPERATIONS = {
     ("PATCH", True): "update",
     ("DELETE", True): "delete",
 }
+
+
 #: Nested mapping configurations described in the OpenAPI document, at most.
-SCHEMA_MAX_DEPTH = 4
-_TEXT_SCHEMA = {"type": ["string", "null"]}
-_FIELD_SCHEMAS = {
-    "integer": {"type": "integer"},
-    "float": {"type": "number"},
-    "monetary": {"type": "number"},
-    "boolean": {"type": "boolean"},
-    "date": {"type": ["string", "null"], "format": "date"},
-    "datetime": {"type": ["string", "null"], "format": "date-time"},
-    "binary": {"type": ["string", "null"], "contentEncoding": "base64"},
-    "json": {},
-    "properties": {},
-}
-_SAMPLE_VALUES = {
-    "integer": 1,
-    "float": 1.5,
-    "monetary": 9.99,
-    "boolean": True,
-    "date": "2024-05-01",
-    "datetime": "2024-05-01T10:00:00Z",
-    "many2one": 1,
-    "one2many": [1],
-    "many2many": [1],
-}
-
-
 def advisory_key(*parts):
     """A PostgreSQL advisory lock key (signed 64 bits) for ``parts``."""
     text = "\x1f".join(str(part) for part in parts)
@@ -146,6 +158,8 @@ class InboundCall:
     remote_addr: str | None = None
     raw_body: bytes = b""
     body: object = None
+    #: the user the request runs as, once its credentials checked out
+    uid: int | None = None
     started: float = field(default_factory=time.monotonic)
 
     def header(self, name):
@@ -401,66 +415,6 @@ class BjApiSyncInboundMixin(models.AbstractModel):
                     )
                 )
 
-    def _inbound_curl_example(self, url):
-        """Ready-to-run curl commands for this endpoint, secrets as variables."""
-        self.ensure_one()
-        auth = {
-            "basic": ["-u", f"{self.auth_login or 'LOGIN'}:$PASSWORD"],
-            "bearer": ["-H", "Authorization: Bearer $TOKEN"],
-            "odoo_api_key": ["-H", "Authorization: Bearer $ODOO_API_KEY"],
-            "api_key": ["-H", f"{self.api_key_header or 'X-API-Key'}: $API_KEY"],
-        }.get(self.auth_type, [])
-
-        def command(*args):
-            words = ["curl", "-sS", *args[:-1], *auth, args[-1]]
-            # Secrets stay shell variables ("$TOKEN"), expanded by the shell.
-            return " ".join(
-                f'"{word}"' if "$" in word else shlex.quote(word) for word in words
-            )
-
-        methods = set(self.http_method_ids.mapped("name"))
-        commands = []
-        if "GET" in methods:
-            commands.append(command(f"{url}?limit=10"))
-        if "POST" in methods:
-            sample = jsonenc.dumps(self._inbound_sample_object())
-            commands.append(
-                command(
-                    "-X",
-                    "POST",
-                    "-H",
-                    "Content-Type: application/json",
-                    "-d",
-                    sample,
-                    url,
-                )
-            )
-        return "\n".join(commands)
-
-    def _inbound_sample_object(self):
-        """An object with one example value per inbound line (the lines as
-        edited, so that the form shows it before saving)."""
-        Line = self.env["bj.api.sync.config.line"]
-        sample = {}
-        for line in self.sudo().line_ids:
-            if line.direction not in IN_DIRECTIONS or not line.api_key:
-                continue
-            value = {} if line.value_type == "mapping" else "…"
-            if line.field_path and line.value_type in ("plain", "relational"):
-                try:
-                    chain = Line._resolve_field_path(self.model_name, line.field_path)
-                except (ValidationError, KeyError):
-                    continue  # a path being typed
-                leaf = chain[-1]
-                value = _SAMPLE_VALUES.get(leaf.type, "text")
-                if line.value_type == "relational" and leaf.type in RELATIONAL_TYPES:
-                    value = ["Name"] if leaf.type in X2MANY_TYPES else "Name"
-            try:
-                jsonenc.set_nested(sample, line.api_key, value)
-            except ValueError:
-                continue
-        return sample
-
     # ------------------------------------------------------------------
     # Before the work: endpoint, rate, method, credentials, signature
     # ------------------------------------------------------------------
@@ -471,10 +425,28 @@ class BjApiSyncInboundMixin(models.AbstractModel):
         superuser (empty when none)."""
         if not ENDPOINT_RE.fullmatch(endpoint or ""):
             return self.browse()
-        # Its fields come with the search: every request reads a few of them.
-        return self.sudo().search_fetch(
-            [("request_type", "=", "in"), ("endpoint", "=", endpoint)], limit=1
+        config_id = self._inbound_endpoint_ids().get(endpoint)
+        if not config_id:
+            return self.browse()
+        # The fields every request reads, in one statement; a configuration
+        # archived meanwhile is not found.
+        return self.sudo().search_fetch([("id", "=", config_id)], HOT_FIELDS)
+
+    @api.model
+    @tools.ormcache()
+    def _inbound_endpoint_ids(self):
+        """``{endpoint: id}`` of the active In configurations, cached until a
+        configuration changes its endpoint, type or activity (one entry,
+        whatever names callers try)."""
+        configs = self.sudo().search_fetch(
+            [("request_type", "=", "in"), ("endpoint", "!=", False)],
+            ["endpoint"],
+            order="id",
         )
+        ids = {}
+        for config in configs:
+            ids.setdefault(config.endpoint, config.id)
+        return ids
 
     @api.model
     def _inbound_max_bytes(self):
@@ -504,12 +476,17 @@ class BjApiSyncInboundMixin(models.AbstractModel):
 
     def _inbound_allowed_methods(self, call):
         """The methods answered at the URL of ``call`` (collection or record)."""
-        configured = set(self.http_method_ids.mapped("name"))
+        configured = self._inbound_method_names()
         return [
             method
             for (method, on_record) in OPERATIONS
             if on_record == bool(call.key) and method in configured
         ]
+
+    @tools.ormcache("self.id")
+    def _inbound_method_names(self):
+        """The names of the configured methods, cached until they change."""
+        return frozenset(self.sudo().http_method_ids.mapped("name"))
 
     def _inbound_check_method(self, call):
         allowed = self._inbound_allowed_methods(call)
@@ -595,7 +572,36 @@ class BjApiSyncInboundMixin(models.AbstractModel):
         token = self._inbound_bearer_token(call)
         if not token:
             return None
-        return self.env["res.users.apikeys"]._check_credentials(scope="rpc", key=token)
+        return self._inbound_check_odoo_api_key(token)
+
+    def _inbound_check_odoo_api_key(self, token):
+        """The user of the Odoo API key ``token`` (scope rpc or global), or
+        None: the same rows and conditions as ``res.users.apikeys``'s own
+        check (an active user, a key not expired), read for every request.
+        Only the slow hash comparison is remembered, per process, for a key
+        that verified (``VERIFIED_API_KEYS``): a deleted or expired key stops
+        working at once."""
+        Keys = self.env["res.users.apikeys"]
+        rows = self.env.execute_query(
+            SQL(
+                """
+                SELECT k.user_id, k.key
+                  FROM %(table)s k
+                  JOIN res_users u ON u.id = k.user_id
+                 WHERE u.active
+                   AND k.index = %(index)s
+                   AND (k.scope IS NULL OR k.scope = 'rpc')
+                   AND (k.expiration_date IS NULL
+                        OR k.expiration_date >= now() AT TIME ZONE 'utc')
+                """,
+                table=SQL.identifier(Keys._table),
+                index=token[:INDEX_SIZE],
+            )
+        )
+        for user_id, stored in rows:
+            if VERIFIED_API_KEYS.verify(token, stored, KEY_CRYPT_CONTEXT.verify):
+                return user_id
+        return None
 
     def _inbound_check_signature(self, call):
         """Refuse (401) a request without a valid Standard Webhooks signature
@@ -630,9 +636,14 @@ class BjApiSyncInboundMixin(models.AbstractModel):
             replay = self._inbound_replay(call, key)
             if replay:
                 return replay
+        work = getattr(self, f"_inbound_{operation}")
         try:
-            with self.env.cr.savepoint():
-                answer = getattr(self, f"_inbound_{operation}")(call)
+            if call.method == "GET" and not self._inbound_runs_code():
+                # Reading runs no code: nothing to undo, no savepoint.
+                answer = work(call)
+            else:
+                with self.env.cr.savepoint():
+                    answer = work(call)
         except (InboundError, ConcurrencyError):
             raise
         except MappingError as error:
@@ -668,6 +679,24 @@ class BjApiSyncInboundMixin(models.AbstractModel):
                 ",".join(str(i) for i in answer.res_ids),
             )
         return answer
+
+    def _inbound_runs_code(self):
+        """Whether a request may run the administrator's Python: the script,
+        or a python line of this mapping or of a nested one."""
+        config = self.sudo()
+        if config.python_script:
+            return True
+        seen, todo = set(), [config]
+        while todo:
+            current = todo.pop()
+            seen.add(current.id)
+            for line in current._get_line_plans():
+                if line.value_type == "python":
+                    return True
+                nested = line.mapping_config_id
+                if nested and nested not in seen:
+                    todo.append(config.browse(nested))
+        return False
 
     def _inbound_replay(self, call, key):
         """The stored answer to ``key``, or None when it is new.
@@ -746,7 +775,21 @@ class BjApiSyncInboundMixin(models.AbstractModel):
         return Mapping(self, self.env), self.env[self.sudo().model_name]
 
     def _inbound_domain(self):
-        """What the endpoint sees, changes and deletes: the filter domain."""
+        """What the endpoint sees, changes and deletes: the filter domain,
+        evaluated once per request (cursor) and user."""
+        config = self.sudo()
+        key = (
+            "bj_api_sync.inbound_domain",
+            config.id,
+            config.filter_domain,
+            self.env.uid,
+        )
+        cache = self.env.cr.cache
+        if key not in cache:
+            cache[key] = self._inbound_eval_domain()
+        return cache[key]
+
+    def _inbound_eval_domain(self):
         try:
             return self.sudo()._get_records_domain()
         except ValidationError as error:
@@ -793,9 +836,30 @@ class BjApiSyncInboundMixin(models.AbstractModel):
             )
         return found
 
-    def _inbound_objects(self, mapping, records):
-        """The JSON objects of ``records``, built by the out lines."""
-        objects, errors = mapping.build_objects(records)
+    def _inbound_objects(self, mapping, records, in_domain=False, fetched=False):
+        """The JSON objects of ``records``, built by the out lines.
+
+        :param fetched: the first level of fields the answer shows is read
+
+        :param in_domain: refuse (422) records that do not match the filter
+            domain (after a change: the endpoint could not read, change or
+            delete them afterwards); checked by the statement that reads the
+            records' fields for the answer
+        """
+        if in_domain and records:
+            inside = records.search_fetch(
+                self._inbound_domain() & Domain("id", "in", records.ids),
+                mapping.first_level_fields(records),
+            )
+            if len(inside) != len(set(records.ids)):
+                raise InboundError(
+                    422,
+                    self.env._(
+                        "The record would not match the filter domain of this endpoint."
+                    ),
+                )
+            fetched = True
+        objects, errors = mapping.build_objects(records, fetched=fetched)
         failed = next((error for error in errors if error), None)
         if failed:
             raise InboundError(
@@ -804,22 +868,6 @@ class BjApiSyncInboundMixin(models.AbstractModel):
                 detail=str(failed),
             )
         return objects
-
-    def _inbound_check_in_domain(self, records):
-        """Refuse (422) changes that leave a record outside what the endpoint
-        sees: it could not read, change or delete it afterwards."""
-        if not records:
-            return
-        inside = records.search_count(
-            self._inbound_domain() & Domain("id", "in", records.ids)
-        )
-        if inside != len(set(records.ids)):
-            raise InboundError(
-                422,
-                self.env._(
-                    "The record would not match the filter domain of this endpoint."
-                ),
-            )
 
     def _inbound_run_script(self, mapping, model, obj, record):
         """The object after the configuration's Python Script (SPEC §11: it
@@ -878,8 +926,17 @@ class BjApiSyncInboundMixin(models.AbstractModel):
         offset = 0
         domain = self._inbound_domain()
         filters = self._inbound_filters(mapping)
+        count_all = True
         for name, text in call.args:
-            if name in ("limit", "offset"):
+            if name == "total":
+                flag = text.strip().lower()
+                if flag not in TRUE_WORDS + FALSE_WORDS:
+                    raise InboundError(
+                        400, self.env._("total must be true or false (1 or 0).")
+                    )
+                count_all = flag in TRUE_WORDS
+                continue
+            if name in LIST_PARAMS[:2]:
                 value = int(text) if re.fullmatch(r"\d{1,9}", text) else -1
                 if name == "limit" and 1 <= value <= MAX_ITEMS:
                     limit = value
@@ -908,17 +965,26 @@ class BjApiSyncInboundMixin(models.AbstractModel):
             field = mapping.chain(line.field_path)[-1]
             value = self._inbound_filter_value(field, text)
             domain &= Domain(line.field_path, "=", value)
-        records, total = self._inbound_search_page(model, domain, limit, offset)
-        objects = self._inbound_objects(mapping, records)
+        records, total = self._inbound_search_page(
+            mapping, model, domain, limit, offset, count_all
+        )
+        objects = self._inbound_objects(mapping, records, fetched=True)
         answer = InboundAnswer.success(objects, res_ids=records.ids)
         answer.body.update(count=len(objects), total=total, limit=limit, offset=offset)
         return answer
 
-    def _inbound_search_page(self, model, domain, limit, offset):
-        """A page of the records matching ``domain`` (the model's order) and
-        how many match in all. A page shorter than ``limit`` tells the total;
-        a full one needs a count (as the web client does)."""
-        records = model.search(domain, offset=offset, limit=limit)
+    def _inbound_search_page(self, mapping, model, domain, limit, offset, count_all):
+        """A page of the records matching ``domain`` (the model's order, the
+        user's record rules), read with the fields the answer shows in the
+        same statement, and how many match in all (None without
+        ``count_all``). A page shorter than ``limit`` tells the total; a full
+        one needs a count, as in the web client: counting every match can cost
+        more than the page itself, hence ``?total=false``."""
+        records = model.search_fetch(
+            domain, mapping.first_level_fields(model), offset=offset, limit=limit
+        )
+        if not count_all:
+            return records, None
         if len(records) < limit and (records or not offset):
             return records, offset + len(records)
         return records, model.search_count(domain)
@@ -928,7 +994,12 @@ class BjApiSyncInboundMixin(models.AbstractModel):
         of plain out lines holding one value."""
         filters = {}
         for line in mapping.lines(OUT_DIRECTIONS):
-            if line.value_type != "plain" or not line.field_path or "." in line.api_key:
+            if (
+                line.value_type != "plain"
+                or not line.field_path
+                or "." in line.api_key
+                or line.api_key in LIST_PARAMS
+            ):
                 continue
             chain = mapping.chain(line.field_path)
             if not any(field.type in X2MANY_TYPES for field in chain):
@@ -1000,8 +1071,7 @@ class BjApiSyncInboundMixin(models.AbstractModel):
         batch.flush()
         created_any = batch.created
         records = model.browse(ids)
-        self._inbound_check_in_domain(records)
-        objects = self._inbound_objects(mapping, records)
+        objects = self._inbound_objects(mapping, records, in_domain=True)
         return InboundAnswer.success(
             objects if many else objects[0],
             status=201 if created_any else 200,
@@ -1069,53 +1139,94 @@ class BjApiSyncInboundMixin(models.AbstractModel):
                         value=jsonenc.short_repr(values[ident]),
                     ),
                 )
-        missing = [
-            Domain(line.field_path, "=", searched[ident])
-            for ident in searched
-            if not found[ident]
-        ]
-        if missing and self._inbound_created_meanwhile(model, scope, missing):
+        missing = [searched[ident] for ident in searched if not found[ident]]
+        if missing and self._inbound_created_meanwhile(
+            model, scope, line.field_path, missing
+        ):
             raise InboundRetry("An identifier was created by a concurrent request.")
         return keys, found
 
-    def _inbound_search_identifiers(self, model, path, scope, searched):
-        """``{identifier key: records}`` for ``searched`` (``{identifier key:
-        value}`` of the identifier field ``path``), within ``scope``.
-
-        The values of a stored text or integer field (``ref``, ``id``…) compare
-        alike in SQL and in Python: one search finds the records of them all.
-        Other fields, and empty values (which may match NULL), get one search
-        each.
-        """
+    @staticmethod
+    def _inbound_plain_column(model, path):
+        """The field ``path`` when it is a column of ``model``'s table whose
+        values compare alike in SQL and in Python (``ref``, ``id``…)."""
         field = model._fields.get(path)
-        batched = (
+        if (
             field is not None
             and field.store
             and field.type in ("char", "integer")
             and not field.translate
             and not field.company_dependent
-        )
+        ):
+            return field
+        return None
+
+    def _inbound_search_identifiers(self, model, path, scope, searched):
+        """``{identifier key: records}`` for ``searched`` (``{identifier key:
+        value}`` of the identifier field ``path``), within ``scope``.
+
+        The values of a plain column (see :meth:`_inbound_plain_column`) are
+        first looked up in the table itself, whatever the domain and rules:
+        only the values present there are searched, all in one search (a new
+        object costs no search at all). Other fields, and empty values (which
+        may match NULL), get one search each.
+        """
+        column = self._inbound_plain_column(model, path)
         found, by_value = {}, {}
         for ident, value in searched.items():
-            if batched and value:
+            if column is not None and value:
                 by_value[value] = ident
                 found[ident] = model.browse()
             else:
                 found[ident] = model.search(scope & Domain(path, "=", value), limit=2)
         if by_value:
-            domain = scope & Domain(path, "in", list(by_value))
-            for record in model.search_fetch(domain, [path]):
-                ident = by_value.get(record[path])
-                if ident:
-                    found[ident] |= record
+            present = set(
+                self._inbound_column_values(self.env.cr, model, column, by_value)
+            )
+            if present:
+                domain = scope & Domain(path, "in", list(present))
+                for record in model.search_fetch(domain, [path]):
+                    ident = by_value.get(record[path])
+                    if ident:
+                        found[ident] |= record
         return found
 
-    def _inbound_created_meanwhile(self, model, scope, domains):
-        """Whether a record matching one of ``domains`` exists for a fresh
-        snapshot (a short transaction of its own), with the same rights."""
+    @staticmethod
+    def _inbound_column_values(cr, model, column, values):
+        """The values of ``column`` among ``values`` in ``model``'s table, one
+        per row holding it (every row: archived, hidden, outside the domain)."""
+        model.flush_model([column.name])
+        cr.execute(
+            SQL(
+                "SELECT %s FROM %s WHERE %s IN %s",
+                SQL.identifier(column.name),
+                SQL.identifier(model._table),
+                SQL.identifier(column.name),
+                tuple(values),
+            )
+        )
+        return [value for (value,) in cr.fetchall()]
+
+    def _inbound_created_meanwhile(self, model, scope, path, values):
+        """Whether a record whose identifier ``path`` is one of ``values``
+        was committed after this transaction's snapshot began: a short
+        transaction of its own sees the database as it is now.
+
+        For a plain column, the rows holding those values are counted in both
+        snapshots, whatever the rules and domain (a difference can only be a
+        concurrent change); otherwise the fresh transaction searches with the
+        same rights and domain.
+        """
+        column = self._inbound_plain_column(model, path)
+        if column is None or not all(values):
+            domains = Domain.OR(Domain(path, "=", value) for value in values)
+            with self.env.registry.cursor() as cr:
+                fresh = model.with_env(model.env(cr=cr))
+                return bool(fresh.search_count(scope & domains, limit=1))
+        seen = self._inbound_column_values(self.env.cr, model, column, values)
         with self.env.registry.cursor() as cr:
-            fresh = model.with_env(model.env(cr=cr))
-            return bool(fresh.search_count(scope & Domain.OR(domains), limit=1))
+            now = self._inbound_column_values(cr, model, column, values)
+        return len(now) > len(seen)
 
     def _inbound_update(self, call):
         if not isinstance(call.body, dict):
@@ -1125,8 +1236,7 @@ class BjApiSyncInboundMixin(models.AbstractModel):
         record, _created, unknown = self._inbound_apply(
             mapping, model, call.body, record
         )
-        self._inbound_check_in_domain(record)
-        [obj] = self._inbound_objects(mapping, record)
+        [obj] = self._inbound_objects(mapping, record, in_domain=True)
         return InboundAnswer.success(
             obj, res_ids=record.ids, ignored_keys=sorted(unknown)
         )
@@ -1180,32 +1290,35 @@ class BjApiSyncInboundMixin(models.AbstractModel):
             headers = {
                 k: (REDACTED if k.lower() == masked else v) for k, v in headers.items()
             }
-        Log = self.env["bj.api.log"].sudo()
-        log = Log.create(
-            Log._scrub_values(
-                {
-                    "config_id": config.id,
-                    "direction": "in",
-                    "res_model": config.model_name,
-                    "res_ids": ",".join(str(i) for i in answer.res_ids),
-                    "request_method": call.method,
-                    "request_url": call.url,
-                    "request_headers": headers,
-                    "request_body": truncate(call.raw_body, BODY_LIMIT) or False,
-                    "status_code": answer.status,
-                    "response_body": answer.body_text(),
-                    "duration_ms": int((time.monotonic() - call.started) * 1000),
-                    "attempts": 1,
-                    "state": "error" if failed else "success",
-                    "error_message": (answer.error or answer.body_text())
-                    if failed
-                    else False,
-                    "idempotency_key": call.idempotency_key,
-                    "remote_addr": call.remote_addr,
-                    "ignored_keys": ", ".join(answer.ignored_keys) or False,
-                },
-                config._get_secrets(),
-            )
+        # As the request's user (superuser rights): one plain INSERT.
+        Log = self.env["bj.api.log"].with_user(call.uid or SUPERUSER_ID).sudo()
+        log = Log._insert_batch(
+            [
+                Log._scrub_values(
+                    {
+                        "config_id": config.id,
+                        "direction": "in",
+                        "res_model": config.model_name,
+                        "res_ids": ",".join(str(i) for i in answer.res_ids),
+                        "request_method": call.method,
+                        "request_url": call.url,
+                        "request_headers": headers,
+                        "request_body": truncate(call.raw_body, BODY_LIMIT) or False,
+                        "status_code": answer.status,
+                        "response_body": answer.body_text(),
+                        "duration_ms": int((time.monotonic() - call.started) * 1000),
+                        "attempts": 1,
+                        "state": "error" if failed else "success",
+                        "error_message": (answer.error or answer.body_text())
+                        if failed
+                        else False,
+                        "idempotency_key": call.idempotency_key,
+                        "remote_addr": call.remote_addr,
+                        "ignored_keys": ", ".join(answer.ignored_keys) or False,
+                    },
+                    config._get_secrets(),
+                )
+            ]
         )
         if answer.status >= 500 and isinstance(answer.body, dict):
             answer.body["message"] = self.env._(
@@ -1217,241 +1330,3 @@ class BjApiSyncInboundMixin(models.AbstractModel):
             answer.text = None
             log.response_body = answer.body_text()
         return log
-
-    # ------------------------------------------------------------------
-    # OpenAPI
-    # ------------------------------------------------------------------
-
-    @api.model
-    def _inbound_openapi(self, call):
-        """An OpenAPI 3.1 document of the In endpoints whose credentials
-        ``call`` carries (a tried endpoint counts the request in its rate)."""
-        paths, schemas, schemes = {}, {}, {}
-        schemas["Error"] = {
-            "type": "object",
-            "properties": {
-                "status": {"const": "error"},
-                "code": {"type": "integer"},
-                "message": {"type": "string"},
-                "line_id": {"type": "integer"},
-            },
-            "required": ["status", "code", "message"],
-        }
-        configs = self.sudo().search([("request_type", "=", "in")])
-        for config in configs:
-            try:
-                config._inbound_check_rate()
-                config._inbound_authenticate(call)
-            except InboundError:
-                continue
-            config._inbound_openapi_paths(paths, schemas, schemes)
-        base = self.env["ir.config_parameter"].sudo().get_param("web.base.url", "")
-        return {
-            "openapi": "3.1.0",
-            "info": {
-                "title": "BJ API Sync inbound endpoints",
-                "version": self._module_version(),
-            },
-            "servers": [{"url": base.rstrip("/") or "/"}],
-            "paths": paths,
-            "components": {"schemas": schemas, "securitySchemes": schemes},
-        }
-
-    def _inbound_openapi_paths(self, paths, schemas, schemes):
-        """Add this endpoint's paths, schemas and security scheme."""
-        name = self.endpoint
-        mapping = Mapping(self)
-        schemas[name] = self._inbound_schema(mapping, OUT_DIRECTIONS)
-        schemas[f"{name}_input"] = self._inbound_schema(mapping, IN_DIRECTIONS)
-        security = []
-        scheme = {
-            "basic": {"type": "http", "scheme": "basic"},
-            "bearer": {"type": "http", "scheme": "bearer"},
-            "odoo_api_key": {
-                "type": "http",
-                "scheme": "bearer",
-                "description": "An Odoo API key of the user the request runs as.",
-            },
-            "api_key": {
-                "type": "apiKey",
-                "in": "header",
-                "name": (self.api_key_header or "X-API-Key").strip(),
-            },
-        }.get(self.auth_type)
-        if scheme:
-            schemes[f"{name}_auth"] = scheme
-            security = [{f"{name}_auth": []}]
-        ref = {"$ref": f"#/components/schemas/{name}"}
-        input_ref = {"$ref": f"#/components/schemas/{name}_input"}
-        errors = {
-            code: {
-                "description": "Error",
-                "content": {
-                    "application/json": {
-                        "schema": {"$ref": "#/components/schemas/Error"}
-                    }
-                },
-            }
-            for code in ("4XX", "5XX")
-        }
-
-        def success(data, **extra):
-            properties = {"status": {"const": "success"}, "data": data}
-            properties.update({key: {"type": "integer"} for key in extra})
-            return {
-                "description": "Success",
-                "content": {
-                    "application/json": {
-                        "schema": {"type": "object", "properties": properties}
-                    }
-                },
-            }
-
-        methods = set(self.http_method_ids.mapped("name"))
-        collection, item = {}, {}
-        if "GET" in methods:
-            parameters = [
-                {"name": "limit", "in": "query", "schema": {"type": "integer"}},
-                {"name": "offset", "in": "query", "schema": {"type": "integer"}},
-            ]
-            for key, line in self._inbound_filters(mapping).items():
-                parameters.append(
-                    {
-                        "name": key,
-                        "in": "query",
-                        "description": "Equality filter.",
-                        "schema": self._inbound_line_schema(
-                            mapping, line, OUT_DIRECTIONS
-                        ),
-                    }
-                )
-            collection["get"] = {
-                "summary": f"List {self.name}",
-                "parameters": parameters,
-                "responses": {
-                    "200": success(
-                        {"type": "array", "items": ref},
-                        count=1,
-                        total=1,
-                        limit=1,
-                        offset=1,
-                    ),
-                    **errors,
-                },
-            }
-            item["get"] = {
-                "summary": f"Read one {self.name} record",
-                "responses": {"200": success(ref), **errors},
-            }
-        if "POST" in methods:
-            collection["post"] = {
-                "summary": f"Create or update {self.name} records (upsert)",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "oneOf": [
-                                    input_ref,
-                                    {
-                                        "type": "array",
-                                        "items": input_ref,
-                                        "maxItems": MAX_ITEMS,
-                                    },
-                                ]
-                            }
-                        }
-                    },
-                },
-                "responses": {
-                    "200": success(ref),
-                    "201": success(ref),
-                    **errors,
-                },
-            }
-        for method in ("PUT", "PATCH"):
-            if method in methods:
-                item[method.lower()] = {
-                    "summary": f"Update a {self.name} record",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": input_ref}},
-                    },
-                    "responses": {"200": success(ref), **errors},
-                }
-        if "DELETE" in methods:
-            item["delete"] = {
-                "summary": f"Delete a {self.name} record",
-                "responses": {
-                    "200": success({"type": "object", "properties": {"id": {}}}),
-                    **errors,
-                },
-            }
-        for operation in (*collection.values(), *item.values()):
-            operation["security"] = security
-        path = f"{ROUTE_PREFIX}/{name}"
-        if collection:
-            paths[path] = collection
-        if item:
-            ident = mapping.identifier_line()
-            item["parameters"] = [
-                {
-                    "name": "id",
-                    "in": "path",
-                    "required": True,
-                    "description": f"Value of {ident.api_key} ({ident.field_path}).",
-                    "schema": {"type": "string"},
-                }
-            ]
-            paths[f"{path}/{{id}}"] = item
-
-    def _inbound_schema(self, mapping, directions, depth=0):
-        """The JSON schema of the objects the lines of ``directions`` read or
-        write (dotted keys as nested objects)."""
-        root = {"type": "object", "properties": {}}
-        for line in mapping.lines(directions):
-            node = root
-            *parents, last = line.api_key.split(".")
-            for part in parents:
-                node = node["properties"].setdefault(
-                    part, {"type": "object", "properties": {}}
-                )
-                if "properties" not in node:
-                    break
-            else:
-                node["properties"][last] = self._inbound_line_schema(
-                    mapping, line, directions, depth
-                )
-        return root
-
-    def _inbound_line_schema(self, mapping, line, directions, depth=0):
-        """The JSON schema of one line's value (types from the Odoo field)."""
-        if line.value_type == "python" or not line.field_path:
-            return {"description": "Computed by Python code."}
-        chain = mapping.chain(line.field_path)
-        leaf = chain[-1]
-        multi = any(f.type in X2MANY_TYPES for f in chain[:-1])
-        if leaf.type in RELATIONAL_TYPES:
-            many = multi or leaf.type in X2MANY_TYPES
-            if line.value_type == "mapping" and depth < SCHEMA_MAX_DEPTH:
-                child = mapping.child(line.mapping_config_id)
-                item = self._inbound_schema(child, directions, depth + 1)
-            elif line.value_type == "mapping":
-                item = {"type": "object"}
-            elif line.value_type == "relational":
-                item = {"type": "string"}
-            else:
-                item = {"type": "integer"}
-            if many:
-                schema = {"type": "array", "items": item}
-            else:
-                schema = {"anyOf": [item, {"type": "null"}]}
-        else:
-            schema = dict(_FIELD_SCHEMAS.get(leaf.type, _TEXT_SCHEMA))
-            if leaf.type == "selection":
-                keys = [key for key, _label in leaf._description_selection(self.env)]
-                schema["enum"] = [*keys, None]
-            if multi:
-                schema = {"type": "array", "items": schema}
-        schema["description"] = f"{leaf.string} ({line.field_path})"
-        return schema

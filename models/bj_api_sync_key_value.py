@@ -35,6 +35,19 @@ class BjApiSyncKeyValue(models.AbstractModel):
         "previews.",
     )
 
+    @api.model_create_multi
+    def create(self, vals_list):
+        self.env.registry.clear_cache()  # the configurations' cached secrets
+        return super().create(vals_list)
+
+    def write(self, vals):
+        self.env.registry.clear_cache()
+        return super().write(vals)
+
+    def unlink(self):
+        self.env.registry.clear_cache()
+        return super().unlink()
+
     @api.model
     def _is_secret_name(self, name):
         raise NotImplementedError

@@ -22,7 +22,7 @@ from datetime import date, datetime, timedelta
 from dateutil.relativedelta import relativedelta
 from requests.structures import CaseInsensitiveDict
 
-from odoo import api, fields, models, release
+from odoo import api, fields, models, release, tools
 from odoo.exceptions import UserError, ValidationError
 from odoo.fields import Domain
 from odoo.modules.module import get_manifest
@@ -252,10 +252,16 @@ class BjApiSyncRequestMixin(models.AbstractModel):
         """Secret values of this configuration, to scrub from anything stored
         (here: secret-looking header and parameter values)."""
         self.ensure_one()
+        return list(self._get_static_secrets())
+
+    @tools.ormcache("self.id")
+    def _get_static_secrets(self):
+        """The secret-looking header and parameter values, cached until a
+        header or parameter changes."""
         config = self.sudo()
         secrets = [h.value for h in config.header_ids if h.is_secret]
         secrets += [p.value for p in config.param_ids if p.is_secret]
-        return [s for s in secrets if s]
+        return tuple(s for s in secrets if s)
 
     def _prepare_request(self, unit, timeout=None):
         """Turn a unit into a transport request (plain data). GET sends no body:
@@ -375,7 +381,18 @@ class BjApiSyncRequestMixin(models.AbstractModel):
         if unit.error:
             return self._prepare_log_values(unit, None, None)
         [result] = self._send_prepared([(self, unit, request)])
-        return self._prepare_log_values(unit, request, result)
+        values = self._prepare_log_values(unit, request, result)
+        if result.outcome == "success":
+            problem = self._write_back(unit.records, result.response_text)
+            if problem:
+                values["write_back_error"] = problem
+        return values
+
+    def _write_back(self, records, response_text):
+        """Hook: read a 2xx response back into ``records`` (the records of one
+        request); return None or why it could not be done (see the import
+        mixin)."""
+        return None
 
     @api.model
     def _send_prepared(self, jobs):

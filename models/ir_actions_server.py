@@ -3,6 +3,8 @@ import datetime as _dt
 from odoo import Command, api, fields, models
 from odoo.exceptions import UserError, ValidationError
 
+from .bj_api_sync_import import WRITE_BACK_KEY
+
 # base.automation triggers → delivery events
 AUTOMATION_EVENTS = {
     "on_create": "create",
@@ -116,6 +118,11 @@ class IrActionsServer(models.Model):
         config = self.sudo().bj_api_sync_config_id
         if not config.active:
             return False
+        automated = self._bj_api_sync_event() != "manual"
+        if self.env.context.get(WRITE_BACK_KEY) and automated:
+            # An automation rule fired by a write-back of this addon: the
+            # values came from the receiver, sending them again would loop.
+            return False
         env = (eval_context or {}).get("env") or self.env
         env = env(su=False)
         context = self.env.context
@@ -145,7 +152,12 @@ class IrActionsServer(models.Model):
                     name=self.name,
                 )
             )
-        config._sync_all("cron", env=env)
+        if config.import_response:
+            config._import_run(
+                env, commit=self.env["ir.cron"]._commit_progress, event="cron"
+            )
+        else:
+            config._sync_all("cron", env=env)
         return False
 
     def _bj_api_sync_runs_as_cron(self, env):

@@ -5,6 +5,11 @@ Listens on 127.0.0.1:<port> (default 8070), answers 200 {"ok": true} to every re
 and prints each one to stdout: time, method, path, Idempotency-Key, then the body
 (pretty JSON when it parses). Point an API configuration's URL at
 http://127.0.0.1:8070/anything.
+
+``GET /people?page=N&per_page=M`` is a page-paginated list of
+:data:`PEOPLE_COUNT` people for imports: ``{"data": [...], "page": N,
+"total": T}``, an empty ``data`` past the last page. A POST answers with an
+``id`` of its own making (``{"ok": true, "id": "rcv-<n>"}``), for write-back.
 """
 
 import argparse
@@ -13,8 +18,42 @@ import sys
 import threading
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import count
+from urllib.parse import parse_qs, urlsplit
 
 _print_lock = threading.Lock()
+_ids = count(1)
+PEOPLE_COUNT = 25
+MAX_PER_PAGE = 100
+COUNTRIES = ("BE", "FR", "DE", "NL", "US")
+
+
+def person(number):
+    """The demo person ``number`` (1-based), the same on every call."""
+    return {
+        "code": f"RCV-{number:04d}",
+        "full_name": f"Receiver Person {number}",
+        "email": f"person{number}@receiver.example.com",
+        "phone": f"+32 2 555 {number:04d}",
+        "country": COUNTRIES[number % len(COUNTRIES)],
+    }
+
+
+def people_page(query):
+    """The page of people ``query`` (``page``, ``per_page``) asks for."""
+
+    def number(name, default):
+        try:
+            return max(int(query.get(name, [default])[0]), 1)
+        except ValueError:
+            return default
+
+    page = number("page", 1)
+    per_page = min(number("per_page", 10), MAX_PER_PAGE)
+    first = (page - 1) * per_page + 1
+    last = min(first + per_page - 1, PEOPLE_COUNT)
+    data = [person(n) for n in range(first, last + 1)]
+    return {"data": data, "page": page, "per_page": per_page, "total": PEOPLE_COUNT}
 
 
 def format_body(raw):
@@ -44,7 +83,13 @@ class ReceiverHandler(BaseHTTPRequestHandler):
                 f" Idempotency-Key: {key}\n    {body}\n"
             )
             sys.stdout.flush()
-        reply = b'{"ok": true}'
+        url = urlsplit(self.path)
+        if self.command == "GET" and url.path.rstrip("/") == "/people":
+            reply = json.dumps(people_page(parse_qs(url.query))).encode()
+        elif self.command == "POST":
+            reply = json.dumps({"ok": True, "id": f"rcv-{next(_ids)}"}).encode()
+        else:
+            reply = b'{"ok": true}'
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(reply)))

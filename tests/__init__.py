@@ -9,3 +9,4 @@ from . import test_robustness
 from . import test_rpc_security
 from . import test_mapping
 from . import test_inbound
+from . import test_import

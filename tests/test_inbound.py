@@ -158,6 +158,34 @@ class TestInbound(UsersMixin, BjApiSyncHttpCase):
         body = self.assertSuccess(self.call("GET", f"t-partners?id={self.p3.id}"))
         self.assertEqual([o["ref"] for o in body["data"]], ["T-3"])
 
+    def test_list_total(self):
+        """``total`` counts every match the user may see, also past the end
+        and on a full page; ``?total=false`` skips the count."""
+        self.config.page_size = 2
+        cases = {
+            "": (2, 3),
+            "?offset=2": (1, 3),
+            "?offset=9": (0, 3),
+            "?limit=3": (3, 3),
+            "?total=false": (2, None),
+            "?total=0&offset=2": (1, None),
+            "?total=true&limit=1": (1, 3),
+            "?total=1&name=Bob": (1, 1),
+        }
+        for query, expected in cases.items():
+            with self.subTest(query=query):
+                body = self.assertSuccess(self.call("GET", f"t-partners{query}"))
+                self.assertEqual((body["count"], body["total"]), expected)
+                self.assertIn("total", body)
+        # a partner of the other company is hidden from the count too
+        self.config.run_as_user_id = self.internal
+        self.Partner.create(
+            {"name": "Hidden B", "ref": "T-HB", "company_id": self.company_b.id}
+        )
+        body = self.assertSuccess(self.call("GET", "t-partners?limit=1"))
+        self.assertEqual(body["total"], 3)
+        self.assertError(self.call("GET", "t-partners?total=maybe"), 400, "total")
+
     def test_list_bad_parameters(self):
         for query in ("limit=0", "limit=1001", "limit=ten", "offset=-1"):
             with self.subTest(query=query):
@@ -496,6 +524,33 @@ class TestInbound(UsersMixin, BjApiSyncHttpCase):
         self.assertError(self.call("GET", "t-odoo-key", token="0" * 40), 401)
         self.assertError(self.call("GET", "t-odoo-key", token=TOKEN), 401)
         self.assertTrue(config)
+
+    def test_odoo_api_key_checked_every_time(self):
+        """A key that worked is still looked up for every request: deleted,
+        expired or of an archived user, it stops at once; another key with the
+        same index never rides on it."""
+        self.make_in_config("t-again", auth_type="odoo_api_key", run_as_user_id=False)
+        Keys = self.env["res.users.apikeys"]
+        key = Keys.with_user(self.internal).sudo()._generate("rpc", "t", None)
+        for _i in range(3):
+            self.assertSuccess(self.call("GET", "t-again/T-1", token=key))
+        # same first 8 characters (the index), another secret
+        forged = key[:8] + ("0" if key[8] != "0" else "1") + key[9:]
+        self.assertError(self.call("GET", "t-again/T-1", token=forged), 401)
+        self.assertError(self.call("GET", "t-again/T-1", token=key[:-1]), 401)
+        # a key of scope other than rpc is refused
+        other = Keys.with_user(self.internal).sudo()._generate("mail", "t", None)
+        self.assertError(self.call("GET", "t-again/T-1", token=other), 401)
+        # the user archived, then active again
+        self.internal.active = False
+        self.internal.flush_recordset()
+        self.assertError(self.call("GET", "t-again/T-1", token=key), 401)
+        self.internal.active = True
+        self.internal.flush_recordset()
+        self.assertSuccess(self.call("GET", "t-again/T-1", token=key))
+        # the key deleted
+        Keys.sudo().search([("user_id", "=", self.internal.id)]).unlink()
+        self.assertError(self.call("GET", "t-again/T-1", token=key), 401)
 
     def test_run_as_without_rights(self):
         self.config.run_as_user_id = self.reader
