@@ -6,7 +6,7 @@
     "license": "LGPL-3",
     "author": "bj_api_sync",
     "depends": ["base", "base_automation"],
-    "external_dependencies": {"python": ["requests", "urllib3"]},
+    "external_dependencies": {"python": ["requests", "urllib3", "cryptography"]},
     "data": [
         "security/bj_api_sync_groups.xml",
         "security/ir.model.access.csv",

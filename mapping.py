@@ -146,6 +146,42 @@ def walk_path(record, chain):
     return current, multi
 
 
+def snapshot_value(field, value):
+    """A field's value (as a record gives it) kept to be compared and sent
+    later: a tuple of ids for relational fields, the value itself otherwise."""
+    if field.type in RELATIONAL_TYPES:
+        ids = getattr(value, "ids", value)
+        return tuple(ids) if isinstance(ids, (list, tuple)) else ()
+    return value
+
+
+def value_changed(field, before, value):
+    """Whether ``value`` (as a record gives it) differs from ``before`` (as
+    :func:`snapshot_value` kept it) in what the API sees: ids for relations
+    (x2many as sets), the plain JSON value otherwise (``False`` and ``""`` are
+    both ``null``)."""
+    if field.type in X2MANY_TYPES:
+        return set(before) != set(value.ids)
+    if field.type in RELATIONAL_TYPES:
+        return tuple(before) != tuple(value.ids)
+    convert = plain_converter(field.type)
+    return convert(before) != convert(value)
+
+
+def _field_sources(model, field, seen):
+    """``field``'s name, and for a field computed (or related) but not stored,
+    the first fields of its dependencies, recursively."""
+    names = {field.name}
+    if field.store or not (field.compute or field.related) or field.name in seen:
+        return frozenset(names)
+    seen.add(field.name)
+    for depend in model.pool.field_depends.get(field, ()):
+        dependency = model._fields.get(depend.split(".")[0])
+        if dependency is not None:
+            names |= _field_sources(model, dependency, seen)
+    return frozenset(names)
+
+
 class Mapping:
     """The lines of one configuration, applied to records of ``env``.
 
@@ -160,6 +196,7 @@ class Mapping:
         self.config = config.sudo()
         self.env = env if env is not None else config.env
         self._ = config.env._
+        self._line_sources = {}
 
     def child(self, config_id):
         """The mapping of a nested configuration, in the same environment."""
@@ -203,7 +240,7 @@ class Mapping:
     # Odoo → JSON
     # ------------------------------------------------------------------------
 
-    def build_objects(self, records, depth=0, fetched=False):
+    def build_objects(self, records, depth=0, fetched=False, keep=None):
         """Build one JSON object per record from the out lines.
 
         Values are computed line by line over the whole batch so that the ORM
@@ -211,6 +248,9 @@ class Mapping:
 
         :param fetched: the caller has just read :meth:`first_level_fields`
             of ``records`` (only deeper levels are read here)
+        :param keep: None (every line for every record), or a list aligned with
+            ``records`` of None (every line) or the set of line ids that record's
+            object keeps (see :meth:`change_scope`)
         :return: ``(objects, errors)`` lists aligned with ``records``; ``errors``
             holds a :class:`PayloadError` for the records that failed, else None
         """
@@ -223,12 +263,19 @@ class Mapping:
             fetched=fetched,
         )
         for line in lines:
+            if keep is not None and all(
+                kept is not None and line.id not in kept for kept in keep
+            ):
+                continue  # no record sends this line
             values = self._line_values(line, records, depth)
             key = line.api_key
             simple = "." not in key
             for index, value in enumerate(values):
                 if errors[index]:
                     continue
+                if keep is not None and keep[index] is not None:
+                    if line.id not in keep[index]:
+                        continue
                 if isinstance(value, PayloadError):
                     errors[index] = value
                 elif simple:
@@ -240,22 +287,24 @@ class Mapping:
                         errors[index] = PayloadError(str(error))
         return objects, errors
 
-    def build_objects_isolated(self, records, depth=0):
+    def build_objects_isolated(self, records, depth=0, keep=None):
         """:meth:`build_objects`, but a failure that escapes it (an access error
         on a related record, say) only fails the records it concerns: the batch
         is built again record by record."""
         import psycopg2  # noqa: PLC0415 - only for the exception class
 
         try:
-            return self.build_objects(records, depth)
+            return self.build_objects(records, depth, keep=keep)
         except psycopg2.Error:
             raise
         except Exception as error:  # noqa: BLE001 - becomes the records' error
             if len(records) == 1:
                 return [None], [PayloadError(str(error))]
         objects, errors = [], []
-        for record in records:
-            obj, err = self.build_objects_isolated(record, depth)
+        for index, record in enumerate(records):
+            obj, err = self.build_objects_isolated(
+                record, depth, keep=None if keep is None else [keep[index]]
+            )
             objects += obj
             errors += err
         return objects, errors
@@ -369,6 +418,146 @@ class Mapping:
             else:
                 values[path] = convert(current[name]) if current else None
         return values
+
+    # ------------------------------------------------------------------------
+    # Changed fields (payload_scope = changed, SPEC §14)
+    # ------------------------------------------------------------------------
+
+    def line_sources(self, line):
+        """The fields of the configuration's model whose change changes the
+        value of ``line``: the first field of its path; for a first field that
+        is computed (or related) without being stored, also the first fields of
+        what it depends on (``display_name`` follows ``name``…)."""
+        if not line.field_path:
+            return frozenset()
+        if line.id not in self._line_sources:
+            model = self.env[self.model_name]
+            first = self.chain(line.field_path)[0]
+            self._line_sources[line.id] = _field_sources(model, first, set())
+        return self._line_sources[line.id]
+
+    def change_scope(self, records, changes):
+        """What each record's object keeps when only changes are sent.
+
+        Kept: the identifier lines, the Python lines (their code may read any
+        field) and the lines whose source fields (:meth:`line_sources`) differ
+        from their values before. A record none of whose lines changed is left
+        out (nothing to send).
+
+        :param changes: ``{record id: {field name: value before}}`` (values as
+            :func:`snapshot_value` keeps them); records without an entry are
+            sent whole
+        :return: ``(records, keep, changed)``: the records to send and, aligned
+            with them, the line ids each object keeps and the lines whose
+            sources changed (both None for a record sent whole)
+        """
+        lines = self.lines(OUT_DIRECTIONS)
+        sources = {line.id: self.line_sources(line) for line in lines}
+        watched = frozenset().union(*sources.values())
+        always = frozenset(
+            line.id
+            for line in lines
+            if line.is_identifier or line.value_type == "python"
+        )
+        kept_ids, keep, changed = [], [], []
+        for record in records:
+            before = changes.get(record.id)
+            if before is None:
+                kept_ids.append(record.id)
+                keep.append(None)
+                changed.append(None)
+                continue
+            names = {
+                name
+                for name, value in before.items()
+                if name in watched
+                and value_changed(record._fields[name], value, record[name])
+            }
+            moved = [line for line in lines if sources[line.id] & names]
+            if not moved:
+                continue
+            kept_ids.append(record.id)
+            keep.append(always | {line.id for line in moved})
+            changed.append(moved)
+        kept = records.browse(kept_ids).with_prefetch(records._prefetch_ids)
+        return kept, keep, changed
+
+    def add_previous(self, records, objects, errors, changed, changes):
+        """Add ``"previous": {api_key: value before}`` to the objects of records
+        sent by changes (``changed`` / ``changes`` as :meth:`change_scope`).
+
+        Each changed line whose first field was written gets the value that
+        field had before the transaction's first write, converted the way the
+        line converts the current one (ids, display names, nested objects of the
+        related records as they are now). Python lines and lines that changed
+        through a dependency get none. A failure is that record's error.
+        """
+        import psycopg2  # noqa: PLC0415 - only for the exception class
+
+        for index, record in enumerate(records):
+            if errors[index] or changed[index] is None:
+                continue
+            before = changes[record.id]
+            previous = {}
+            try:
+                for line in changed[index]:
+                    if line.value_type == "python":
+                        continue
+                    first = self.chain(line.field_path)[0]
+                    if first.name not in before:
+                        continue
+                    value = self._previous_value(line, before[first.name])
+                    jsonenc.set_nested(previous, line.api_key, value)
+            except psycopg2.Error:
+                raise
+            except Exception as error:  # noqa: BLE001 - becomes the record's error
+                errors[index] = PayloadError(
+                    self._("Previous values could not be built: %s", error)
+                )
+                continue
+            objects[index]["previous"] = previous
+
+    def _previous_value(self, line, before):
+        """The value ``line`` gives for its first field's value ``before``."""
+        chain = self.chain(line.field_path)
+        first, leaf = chain[0], chain[-1]
+        if first.type not in RELATIONAL_TYPES:
+            return plain_converter(first.type)(before)
+        if len(chain) == 1 and line.value_type == "plain":
+            if first.type == "many2one":
+                return before[0] if before else None
+            return list(before)
+        current = self.env[first.comodel_name].browse(before).exists()
+        multi = first.type in X2MANY_TYPES
+        for field in chain[1:-1]:
+            multi = multi or field.type in X2MANY_TYPES
+            current = current.mapped(field.name) if multi else current[field.name]
+        if len(chain) == 1:
+            related, single = current, first.type == "many2one"
+        elif leaf.type not in RELATIONAL_TYPES:
+            convert = plain_converter(leaf.type)
+            if multi:
+                return [convert(rec[leaf.name]) for rec in current]
+            return convert(current[leaf.name]) if current else None
+        else:
+            if multi or len(current) != 1:
+                related = current.mapped(leaf.name)
+            else:
+                related = current[leaf.name]
+            single = leaf.type == "many2one" and not multi
+        if line.value_type == "plain":
+            return (related.id or None) if single else list(related.ids)
+        if line.value_type == "relational":
+            if single:
+                return related.display_name or None
+            return related.mapped("display_name")
+        objects, errors = self.child(line.mapping_config_id).build_objects(related, 1)
+        failed = next((error for error in errors if error), None)
+        if failed:
+            raise failed
+        if single:
+            return objects[0] if objects else None
+        return objects
 
     def prefetch(self, records, paths, fetched=False):
         """Read every field ``paths`` walk through, level by level, in bulk.

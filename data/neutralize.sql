@@ -8,7 +8,9 @@ UPDATE bj_api_sync_config
        oauth2_access_token = NULL,
        oauth2_token_expires_at = NULL,
        signing_secret = NULL,
-       signing_secret_previous = NULL;
+       signing_secret_previous = NULL,
+       client_cert = NULL,
+       client_key = NULL;
 UPDATE bj_api_sync_header
    SET value = NULL
  WHERE lower(key) IN ('authorization', 'proxy-authorization', 'cookie')

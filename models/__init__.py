@@ -5,12 +5,15 @@ from . import bj_api_sync_param
 from . import bj_api_sync_config_line
 from . import bj_api_sync_request
 from . import bj_api_sync_outbox
+from . import bj_api_sync_changes
 from . import bj_api_sync_auth
 from . import bj_api_sync_inbound
 from . import bj_api_sync_openapi
 from . import bj_api_sync_import
 from . import bj_api_sync_inbound_request
 from . import bj_api_sync_rate_window
+from . import bj_api_sync_send_slot
+from . import bj_api_sync_connection
 from . import bj_api_sync_config
 from . import bj_api_sync_delivery
 from . import bj_api_log

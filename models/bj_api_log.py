@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from odoo import api, fields, models
 from odoo.fields import Domain
-from odoo.tools import SQL
+from odoo.tools import SQL, sql
 from odoo.tools.constants import GC_UNLINK_LIMIT
 
 from ..tools.redact import BODY_LIMIT, redact_headers, redact_text, redact_url, truncate
@@ -16,8 +16,15 @@ class BjApiLog(models.Model):
     _name = "bj.api.log"
     _description = "BJ API Log"
     _order = "create_date desc, id desc"
-    _rec_name = "request_url"
 
+    name = fields.Char(
+        string="Summary",
+        compute="_compute_name",
+        store=True,
+        readonly=False,
+        help="One line about the exchange: method and URL unless given at "
+        "creation (BJET's scripts log their own 'Synced X' rows).",
+    )
     config_id = fields.Many2one(
         "bj.api.sync.config", string="Configuration", index=True, ondelete="cascade"
     )
@@ -61,10 +68,17 @@ class BjApiLog(models.Model):
         help="HTTP attempts made for this request, quick retries included."
     )
     state = fields.Selection(
-        [("success", "Success"), ("error", "Error")],
+        [("success", "Success"), ("error", "Error"), ("skipped", "Skipped")],
         required=True,
         default="success",
         index=True,
+        help="Skipped: nothing was sent (rows written by scripts, as BJET's).",
+    )
+    status = fields.Selection(
+        related="state",
+        string="Status (BJET)",
+        readonly=False,
+        help="The state under the name BJET's scripts use (SPEC §13).",
     )
     outcome = fields.Selection(
         [
@@ -84,6 +98,83 @@ class BjApiLog(models.Model):
         help="Keys of the incoming JSON that no mapping line reads: ignored, "
         "never written (inbound requests)."
     )
+
+    @api.depends("request_method", "request_url")
+    def _compute_name(self):
+        for log in self:
+            log.name = self._summary(log.request_method, log.request_url)
+
+    @staticmethod
+    def _summary(method, url):
+        """The default summary line: ``"POST https://…"`` (False when empty)."""
+        return " ".join(part for part in (method, url) if part) or False
+
+    def _auto_init(self):
+        # Fill the summary of existing rows in SQL: computing it row by row in
+        # Python would hold up the update of a database with a large log table.
+        cr = self.env.cr
+        if sql.table_exists(cr, self._table) and not sql.column_exists(
+            cr, self._table, "name"
+        ):
+            sql.create_column(cr, self._table, "name", "varchar")
+            cr.execute(
+                SQL(
+                    "UPDATE %s SET name = NULLIF(concat_ws(' ', "
+                    "NULLIF(request_method, ''), NULLIF(request_url, '')), '')",
+                    SQL.identifier(self._table),
+                )
+            )
+        return super()._auto_init()
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        """Take BJET's ``status`` as the ``state`` (one INSERT, no write after)."""
+        for vals in vals_list:
+            if "status" in vals:
+                status = vals.pop("status")
+                vals.setdefault("state", status)
+        return super().create(vals_list)
+
+    def get(self, key, default=None):
+        """Answer like the result dictionary of BJET's module (SPEC §13), so
+        that ``result = config._make_outbound_http_request(…)`` followed by
+        ``result.get('success')`` runs unchanged.
+
+        * ``success``: at least one request succeeded and none failed;
+        * ``status_code``: the HTTP status of the last row (None without one);
+        * ``data``: the last row's response body, JSON-decoded when it is JSON;
+        * ``error``: the message of the last failed row (None when none failed,
+          a sentence when nothing was sent);
+        * any other key: ``default`` (fields are read as attributes:
+          ``result.status_code``).
+
+        The last row is the one created last (highest id).
+        """
+        rows = self.sorted("id")
+        last = rows[-1:]
+        if key == "success":
+            states = set(rows.mapped("state"))
+            return "success" in states and "error" not in states
+        if key == "status_code":
+            return last.status_code or None
+        if key == "data":
+            body = last.response_body
+            if not body:
+                return None
+            try:
+                return json.loads(body)
+            except ValueError:
+                return body
+        if key == "error":
+            failed = rows.filtered(lambda log: log.state == "error")[-1:]
+            if failed:
+                return failed.error_message or self.env._(
+                    "HTTP %(status)s", status=failed.status_code
+                )
+            if "success" not in rows.mapped("state"):
+                return self.env._("No request was sent.")
+            return None
+        return default
 
     @api.model
     def _scrub_values(self, values, secrets=()):
@@ -130,8 +221,18 @@ class BjApiLog(models.Model):
         """
         if not vals_list:
             return self.browse()
-        # Columns not given get NULL, not the field default.
-        vals_list = [{"direction": "out", **vals} for vals in vals_list]
+        # Columns not given get NULL, not the field default; nor is the
+        # summary computed here.
+        vals_list = [
+            {
+                "direction": "out",
+                "name": self._summary(
+                    vals.get("request_method"), vals.get("request_url")
+                ),
+                **vals,
+            }
+            for vals in vals_list
+        ]
         columns = sorted({key for vals in vals_list for key in vals})
         unknown = [
             c for c in columns if c not in self._fields or not self._fields[c].store
@@ -202,8 +303,10 @@ class BjApiLog(models.Model):
     def _gc_logs(self):
         """Delete old logs, by batches: success rows after the log retention,
         error rows after the error log retention."""
+        # Skipped rows (nothing sent) follow the success retention.
+        states = {"success": ("success", "skipped"), "error": ("error",)}
         domains = [
-            Domain("state", "=", state) & Domain("create_date", "<", limit)
+            Domain("state", "in", states[state]) & Domain("create_date", "<", limit)
             for state, limit in self._retention_limits().items()
             if limit
         ]

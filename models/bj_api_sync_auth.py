@@ -381,6 +381,9 @@ class BjApiSyncAuthMixin(models.AbstractModel):
             backoff_factor=self.backoff_factor,
             allowed_hosts=tuple(self._allowed_host_patterns()),
         )
+        # mutual TLS: the configuration's client certificate and CA bundle
+        # (``bj_api_sync_connection.py``) apply to its token requests too
+        self._attach_tls(request)
         result = transport.send(request, session=self._get_session())
         token, lifetime, error = None, TOKEN_DEFAULT_LIFETIME, result.error
         if result.outcome == "success":

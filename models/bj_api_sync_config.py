@@ -7,8 +7,12 @@ rest of its behaviour lives in named mixins, each in its own file:
   the requests built from them, sending now, logging;
 * ``bj.api.sync.outbox.mixin`` (``bj_api_sync_outbox.py``): queued delivery,
   circuit breaker and triggers;
+* ``bj.api.sync.changes.mixin`` (``bj_api_sync_changes.py``): update events
+  that send the changed fields only (``payload_scope``);
 * ``bj.api.sync.auth.mixin`` (``bj_api_sync_auth.py``): authentication, signing
   and the host allow-list;
+* ``bj.api.sync.connection.mixin`` (``bj_api_sync_connection.py``): mutual TLS
+  and the Test Connection button;
 * ``bj.api.sync.inbound.mixin`` (``bj_api_sync_inbound.py``): the inbound REST
   endpoints of In configurations (``controllers/main.py`` routes to them);
 
@@ -53,7 +57,9 @@ class BjApiSyncConfig(models.Model):
         "bj.api.sync.import.mixin",
         "bj.api.sync.inbound.mixin",
         "bj.api.sync.openapi.mixin",
+        "bj.api.sync.connection.mixin",
         "bj.api.sync.auth.mixin",
+        "bj.api.sync.changes.mixin",
         "bj.api.sync.outbox.mixin",
         "bj.api.sync.request.mixin",
     ]
@@ -182,6 +188,10 @@ class BjApiSyncConfig(models.Model):
     _max_concurrency_range = models.Constraint(
         "CHECK (max_concurrency BETWEEN 1 AND 16)",
         "Max Concurrency must be between 1 and 16.",
+    )
+    _rate_limit_per_second_range = models.Constraint(
+        "CHECK (rate_limit_per_second >= 0 AND rate_limit_per_second <= 10000)",
+        "Rate Limit (requests/s) must be between 0 (no limit) and 10000.",
     )
     _circuit_threshold_range = models.Constraint(
         "CHECK (circuit_threshold BETWEEN 1 AND 100000)",

@@ -23,6 +23,8 @@ RETRY_AFTER_MAX_SECONDS = 24 * 3600
 #: Deliveries claimed together by one cron worker, then sent with at most each
 #: configuration's ``max_concurrency`` requests in flight, and committed at once.
 BATCH_SIZE = 64
+#: Seconds of sending a rate-limited configuration may put in one batch.
+RATE_HORIZON = 3
 #: Batches in a row undone by conflicts with other workers before the cron
 #: leaves the rest to its next run.
 MAX_CONFLICTS = 5
@@ -78,7 +80,10 @@ class BjApiSyncDelivery(models.Model):
         default="manual",
         index=True,
     )
-    payload = fields.Text(help="JSON body snapshot, built when the event happened.")
+    payload = fields.Text(
+        help="Body snapshot (JSON, form or XML text per the Body Format), built "
+        "when the event happened: the exact text sent."
+    )
     request_url = fields.Char(string="URL")
     state = fields.Selection(
         [
@@ -263,6 +268,7 @@ class BjApiSyncDelivery(models.Model):
             self._due_query(
                 SQL(
                     """d.id, d.config_id, c.sync_state = 'paused',
+                    c.rate_limit_per_second,
                     EXISTS (
                         SELECT 1 FROM bj_api_sync_delivery o
                          WHERE o.config_id = d.config_id
@@ -273,16 +279,21 @@ class BjApiSyncDelivery(models.Model):
                 limit=limit * 4,
             )
         )
-        taken, closed = [], set()
-        for delivery_id, config_id, paused, behind in rows:
+        taken, closed, counts = [], set(), {}
+        for delivery_id, config_id, paused, rate, behind in rows:
             if config_id in closed:
                 continue
             if behind:
                 closed.add(config_id)
                 continue
             taken.append(delivery_id)
+            counts[config_id] = counts.get(config_id, 0) + 1
             if paused:
                 closed.add(config_id)  # one probe at a time
+            elif rate and counts[config_id] >= max(1, int(rate * RATE_HORIZON)):
+                # A rate-limited configuration takes what it may send in a
+                # few seconds: its rows wait in the queue, not in a batch.
+                closed.add(config_id)
             if len(taken) >= limit:
                 break
         if not taken:
@@ -521,7 +532,8 @@ class BjApiSyncDelivery(models.Model):
         probing = config.sync_state == "paused"
         if probing and not config._schedule_next_probe():
             return None
-        if not self.payload:
+        # An empty text is a body too: a form without fields.
+        if self.payload is False:
             self._mark_failed(
                 "permanent",
                 self.last_error or self.env._("No payload to send."),

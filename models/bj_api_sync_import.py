@@ -40,6 +40,8 @@ _logger = logging.getLogger(__name__)
 WRITE_BACK_KEY = "bj_api_sync_write_back"
 #: Failed objects listed by name in a page's log row.
 MAX_LISTED_FAILURES = 20
+#: The events automation rules trigger (``ir_actions_server.AUTOMATION_EVENTS``).
+AUTOMATION_EVENTS = ("create", "write", "create_or_write", "unlink")
 
 PULL_FIELDS = (
     "pull_pagination",
@@ -87,7 +89,6 @@ class BjApiSyncImportMixin(models.AbstractModel):
     _description = "BJ API import and write-back"
 
     import_response = fields.Boolean(
-        string="Import Response",
         help="GET only: upsert the objects of the response into the model with "
         "the inbound mapping lines, matched by the Record Identifier line.",
     )
@@ -301,7 +302,9 @@ class BjApiSyncImportMixin(models.AbstractModel):
                     )
                     page = None
                 if walker.warning:
+                    # Pages were left unread: shown as an error row.
                     outcome.warning = walker.warning
+                    log_values["state"] = "error"
                     log_values["error_message"] = "\n".join(
                         filter(None, [log_values.get("error_message"), walker.warning])
                     )
@@ -318,9 +321,17 @@ class BjApiSyncImportMixin(models.AbstractModel):
                 page = None
             log = config._import_log(log_values)
             outcome.logs.append(log.id)
-            if commit:
-                commit()
-        if outcome.ok and event == "cron":
+            if commit and not commit() and page is not None:
+                # The scheduled action's time is up: the next run starts over
+                # (what was imported stays; upserts make it harmless).
+                outcome.warning = self.env._(
+                    "Stopped after %s page(s): the scheduled action's time is up.",
+                    outcome.pages,
+                )
+                break
+        # A walk cut short (pull_max_pages, a repeated cursor or link) left
+        # pages unread: the next run must ask for them again.
+        if outcome.ok and not outcome.warning and event == "cron":
             config.last_sync_at = started
             if commit:
                 commit()
@@ -436,21 +447,37 @@ class BjApiSyncImportMixin(models.AbstractModel):
                     fail(position, obj, error)
                     key = False
             keys.append(key)
+        seen = set()
         try:
             found = self._inbound_search_identifiers(
-                model, line.field_path, Domain.TRUE, searched
+                model, line.field_path, Domain.TRUE, searched, seen=seen
             )
         except AccessError as error:
             for position, obj in enumerate(objects):
                 if keys[position]:
                     fail(position, obj, error)
             return counts
+        # In the table, yet not found: hidden from this user by record rules
+        # (creating it again would make a duplicate the user cannot see).
+        hidden = {
+            key for key, value in searched.items() if not found[key] and value in seen
+        }
         # 2. values, then writes (each alone) and creates (together)
         creates = []
         for position, (obj, key) in enumerate(zip(objects, keys, strict=True)):
             if not key:
                 continue
             records = found.get(key) or model.browse()
+            if key in hidden:
+                fail(
+                    position,
+                    obj,
+                    self.env._(
+                        "a record with this identifier exists but the user running "
+                        "the import may not see it (record rules): not created again"
+                    ),
+                )
+                continue
             if len(records) > 1:
                 fail(
                     position,
@@ -542,6 +569,7 @@ class BjApiSyncImportMixin(models.AbstractModel):
         params = [(p.key, p.value or "") for p in config.param_ids]
         params += list(page.params.items())
         body, _headers, log_values = config._import_fetch(page.url, params)
+        config._import_log(log_values)  # a request was sent: it is logged
         values = {
             "config_id": self.id,
             "request_method": "GET",
@@ -586,6 +614,20 @@ class BjApiSyncImportMixin(models.AbstractModel):
     # ------------------------------------------------------------------
     # Write-back
     # ------------------------------------------------------------------
+
+    def _trigger_records(self, records, event="manual"):
+        """Ignore the automation events of a write-back's own write: the
+        values came from the receiver, sending them again would loop. (The
+        server action checks this too; automation rules whose only actions
+        sync hand their records over directly, see ``base_automation.py``.)"""
+        if event in AUTOMATION_EVENTS and (
+            records.env.context.get(WRITE_BACK_KEY)
+            or self.env.context.get(WRITE_BACK_KEY)
+        ):
+            if self.delivery_mode == "immediate":
+                return self.env["bj.api.log"]
+            return self.env["bj.api.sync.delivery"]
+        return super()._trigger_records(records, event)
 
     def _writes_back(self):
         """Whether 2xx answers are read back into the records sent."""

@@ -1161,7 +1161,7 @@ class BjApiSyncInboundMixin(models.AbstractModel):
             return field
         return None
 
-    def _inbound_search_identifiers(self, model, path, scope, searched):
+    def _inbound_search_identifiers(self, model, path, scope, searched, seen=None):
         """``{identifier key: records}`` for ``searched`` (``{identifier key:
         value}`` of the identifier field ``path``), within ``scope``.
 
@@ -1170,6 +1170,9 @@ class BjApiSyncInboundMixin(models.AbstractModel):
         only the values present there are searched, all in one search (a new
         object costs no search at all). Other fields, and empty values (which
         may match NULL), get one search each.
+
+        :param seen: a set, given the plain column values the table holds
+            (whether the user may see their records or not)
         """
         column = self._inbound_plain_column(model, path)
         found, by_value = {}, {}
@@ -1183,6 +1186,8 @@ class BjApiSyncInboundMixin(models.AbstractModel):
             present = set(
                 self._inbound_column_values(self.env.cr, model, column, by_value)
             )
+            if seen is not None:
+                seen.update(present)
             if present:
                 domain = scope & Domain(path, "in", list(present))
                 for record in model.search_fetch(domain, [path]):

@@ -28,6 +28,12 @@ TXN_KEY = "bj_api_sync.txn_deliveries"
 TRIGGERED_KEY = "bj_api_sync.cron_triggered"
 
 
+#: Immediate sends made for these events go once per transaction.
+AUTOMATED_EVENTS = ("create", "write", "create_or_write")
+#: Context key: skip requests already sent, the same, in this transaction.
+SEND_ONCE_KEY = "bj_api_sync_send_once"
+
+
 class BjApiSyncOutboxMixin(models.AbstractModel):
     _name = "bj.api.sync.outbox.mixin"
     _description = "BJ API: queued delivery and triggers of a configuration"
@@ -47,6 +53,14 @@ class BjApiSyncOutboxMixin(models.AbstractModel):
         default=4,
         help="Deliveries of this configuration sent at the same time (different "
         "records only: one record's deliveries always go in order).",
+    )
+    rate_limit_per_second = fields.Float(
+        string="Rate Limit (requests/s)",
+        default=0.0,
+        help="Most requests this configuration starts per second, counted across "
+        "every worker and server sharing the database (immediate sends, queued "
+        "deliveries, imports, quick retries); 0: no limit. Requests wait for "
+        "their turn instead of failing.",
     )
     circuit_threshold = fields.Integer(
         string="Pause After Failures",
@@ -122,9 +136,6 @@ class BjApiSyncOutboxMixin(models.AbstractModel):
         "'changed'. Advanced only after a fully successful run.",
     )
 
-    @api.constrains(
-        "max_attempts", "circuit_threshold", "sync_interval_number", "max_concurrency"
-    )
     @api.depends("delivery_ids.state")
     def _compute_delivery_stats(self):
         groups = self.env["bj.api.sync.delivery"]._read_group(
@@ -334,6 +345,11 @@ class BjApiSyncOutboxMixin(models.AbstractModel):
         self.ensure_one()
         records = self._records_for_build(records, event)
         if self.delivery_mode == "immediate":
+            if event in AUTOMATED_EVENTS:
+                # An automation rule may fire again in the same transaction
+                # (Odoo runs on-update rules again when stored computed fields
+                # are recomputed at flush): the same request is sent once.
+                self = self.with_context(**{SEND_ONCE_KEY: True})  # noqa: PLW0642
             return self._make_outbound_http_request(records)
         return self._enqueue(records, event)
 
@@ -468,7 +484,13 @@ class BjApiSyncOutboxMixin(models.AbstractModel):
             self._create_deliveries(model.browse(ids), event)
 
     def _create_deliveries(self, records, event):
-        """Build the bodies of ``records`` now and write them to the outbox."""
+        """Build the bodies of ``records`` now and write them to the outbox.
+
+        Update events of a configuration sending changes only get the changes
+        noted in this transaction (``_payload_changes``, see
+        ``bj_api_sync_changes.py``): a record none of whose mapped fields
+        changed gets no delivery.
+        """
         self.ensure_one()
         Delivery = self.env["bj.api.sync.delivery"].sudo()
         if not records:
@@ -477,8 +499,11 @@ class BjApiSyncOutboxMixin(models.AbstractModel):
         txn = self.env.cr.postcommit.data.setdefault(TXN_KEY, {})
         vals_list = []
         updated = Delivery
-        for unit in config._prepare_units(records):
+        changes = self._payload_changes(records, event)
+        built = set()
+        for unit in config._prepare_units(records, changes=changes):
             unit_records = unit.records
+            built.update(unit_records.ids)
             single = unit_records.id if len(unit_records) == 1 else False
             values = {
                 "config_id": self.id,
@@ -508,6 +533,22 @@ class BjApiSyncOutboxMixin(models.AbstractModel):
                     continue
             values["idempotency_key"] = str(uuid.uuid4())
             vals_list.append(values)
+        for record_id in set(changes or ()) - built:
+            # Changes queued earlier in this transaction (at a savepoint) that
+            # its end undid: the row would send values that are no longer true.
+            previous = txn.get((self.id, record_id))
+            row = Delivery.browse(previous).exists() if previous else Delivery
+            if row and row.state == "pending" and row.event == "write":
+                row.write(
+                    {
+                        "state": "cancelled",
+                        "next_attempt_at": False,
+                        "last_error": self.env._(
+                            "No mapped field differs any more from its value "
+                            "before the transaction: nothing to send."
+                        ),
+                    }
+                )
         created = Delivery.create(vals_list)
         for row in created:
             if row.res_id:

@@ -13,6 +13,7 @@ and logs each exchange. Hooks other mixins override (calling ``super()``):
 """
 
 import functools
+import hashlib
 import json
 import logging
 import uuid
@@ -31,7 +32,7 @@ from odoo.tools.safe_eval import time as safe_time
 
 from ..exceptions import SyncError
 from ..mapping import Mapping
-from ..tools import jsonenc, sandbox, transport
+from ..tools import bodyenc, jsonenc, ratelimit, sandbox, transport
 from ..tools.redact import redact_headers, redact_text, redact_url
 
 _logger = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ BUILD_CHUNK = 100
 #: Events fired by automation rules and scheduled syncs: their payloads are
 #: built with the rights of the configuration's Run As user when it has one.
 UNATTENDED_EVENTS = ("create", "write", "create_or_write", "unlink", "cron")
+#: Body formats as messages name them.
+FORMAT_NAMES = {"json": "JSON", "form": "a form", "xml": "XML"}
 
 
 @functools.cache
@@ -67,6 +70,39 @@ class Unit:
 class BjApiSyncRequestMixin(models.AbstractModel):
     _name = "bj.api.sync.request.mixin"
     _description = "BJ API: requests of a configuration"
+
+    body_format = fields.Selection(
+        [("json", "JSON"), ("form", "Form (URL-encoded)"), ("xml", "XML")],
+        required=True,
+        default="json",
+        help="How POST, PUT, PATCH and DELETE bodies are written. JSON: "
+        "application/json. Form: application/x-www-form-urlencoded, nested keys "
+        "as a[b], list items as a[0] (a[0][b]...), true/false, null as empty. "
+        "XML: application/xml, under the root tag, list items as <item>. The "
+        "Content-Type header follows, unless a custom header sets it. GET sends "
+        "no body.",
+    )
+    xml_root_tag = fields.Char(
+        string="XML Root Tag",
+        default=bodyenc.DEFAULT_ROOT_TAG,
+        help="Root element of XML bodies (an XML name: letters, digits, '-', "
+        "'_', '.', not starting with a digit).",
+    )
+
+    @api.constrains("body_format", "xml_root_tag")
+    def _check_xml_root_tag(self):
+        for config in self:
+            tag = config.xml_root_tag
+            if (tag or config.body_format == "xml") and not bodyenc.is_xml_name(tag):
+                raise ValidationError(
+                    self.env._(
+                        "XML Root Tag of %(name)r: %(tag)r is not a valid XML "
+                        "element name (letters, digits, '-', '_', '.'; no space "
+                        "or ':'; not starting with a digit, '-' or '.').",
+                        name=config.name,
+                        tag=tag or "",
+                    )
+                )
 
     # ------------------------------------------------------------------
     # Record selection
@@ -163,13 +199,20 @@ class BjApiSyncRequestMixin(models.AbstractModel):
             page = records[start : start + size]
             yield page.with_prefetch(page._ids)
 
-    def _prepare_units(self, records):
+    def _prepare_units(self, records, changes=None):
         """Yield one :class:`Unit` per request to send.
 
         Not paginated: one unit per record, body = its object. Paginated: one
         unit per page, body = the array of the page's objects; records whose
         object failed get a unit of their own carrying the error. Records are
         read, and code runs, with the rights of ``records``' environment.
+
+        :param changes: ``{record id: {field name: value before}}`` of records
+            whose object keeps only its identifier lines, Python lines and the
+            lines whose fields changed (``payload_scope = changed``), plus
+            ``previous`` with ``include_previous``; such a record none of whose
+            mapped fields changed gets no unit at all (see
+            ``Mapping.change_scope``). Other records: their whole object.
         """
         self.ensure_one()
         model = records.browse()
@@ -179,7 +222,14 @@ class BjApiSyncRequestMixin(models.AbstractModel):
         # ORM reads each field once per chunk, not once per record.
         size = None if self.is_paginated else BUILD_CHUNK
         for page in self._iter_pages(records, size):
-            objects, errors = mapping.build_objects_isolated(page)
+            keep = changed = None
+            if changes:
+                page, keep, changed = mapping.change_scope(page, changes)
+                if not page:
+                    continue
+            objects, errors = mapping.build_objects_isolated(page, keep=keep)
+            if changed and self.include_previous:
+                mapping.add_previous(page, objects, errors, changed, changes)
             if self.is_paginated:
                 good = page.browse(
                     [r.id for r, err in zip(page, errors, strict=True) if not err]
@@ -208,8 +258,9 @@ class BjApiSyncRequestMixin(models.AbstractModel):
 
     def _finish_unit(self, mapping, model, records, body, url):
         """The unit of one request: the script applied, the body encoded once
-        (a body JSON cannot carry, NaN or a non-text key, is this unit's error
-        rather than anybody's failed transaction)."""
+        in the Body Format (a body the format cannot carry, NaN, a non-text key
+        or, in XML, a key that is no element name, is this unit's error rather
+        than anybody's failed transaction)."""
         unit = Unit(records, body=body, url=url)
         if self.python_script:
             context = mapping.script_context(model, records)
@@ -222,10 +273,30 @@ class BjApiSyncRequestMixin(models.AbstractModel):
             if result is not sandbox.NO_RESULT and result is not None:
                 unit.body = result
         try:
-            unit.body_text = jsonenc.dumps(unit.body)
+            unit.body_text = self._encode_body(unit.body)
         except (ValueError, TypeError, RecursionError) as error:
-            unit.error = self.env._("The payload cannot be sent as JSON: %s", error)
+            unit.error = self.env._(
+                "The payload cannot be sent as %(format)s: %(error)s",
+                format=FORMAT_NAMES.get(self._sent_body_format(), "JSON"),
+                error=error,
+            )
         return unit
+
+    def _sent_body_format(self):
+        """The format of the text of bodies: the Body Format, but JSON for GET,
+        which sends no body (its query string is read from the JSON text)."""
+        if self.http_method_ids[:1].name == "GET":
+            return "json"
+        return self.body_format or "json"
+
+    def _encode_body(self, body):
+        """The text sent for ``body`` (see ``tools/bodyenc.py``): what
+        immediate requests send, and what queued deliveries store and send."""
+        return bodyenc.encode(
+            body,
+            self._sent_body_format(),
+            self.xml_root_tag or bodyenc.DEFAULT_ROOT_TAG,
+        )
 
     def _prepare_headers(self, idempotency_key):
         """Default headers, then custom headers (override), then authentication
@@ -233,7 +304,7 @@ class BjApiSyncRequestMixin(models.AbstractModel):
         self.ensure_one()
         headers = CaseInsensitiveDict(
             {
-                "Content-Type": "application/json",
+                "Content-Type": bodyenc.content_type(self.body_format),
                 "Accept": "application/json",
                 "User-Agent": f"bj_api_sync/{_module_version()}",
                 "Idempotency-Key": idempotency_key,
@@ -283,7 +354,10 @@ class BjApiSyncRequestMixin(models.AbstractModel):
                     if isinstance(value, (str, int, float))
                 ]
         else:
-            body = (unit.body_text or jsonenc.dumps(unit.body)).encode()
+            text = unit.body_text
+            if text is None:
+                text = self._encode_body(unit.body)
+            body = text.encode()
         return transport.OutboundRequest(
             method=method,
             url=unit.url,
@@ -294,7 +368,18 @@ class BjApiSyncRequestMixin(models.AbstractModel):
             read_timeout=timeout or self.read_timeout,
             max_retries=self.max_retries,
             backoff_factor=self.backoff_factor,
+            before_attempt=self._rate_gate(),
         )
+
+    def _rate_gate(self):
+        """The gate that keeps this configuration under its
+        ``rate_limit_per_second`` (None without a limit)."""
+        self.ensure_one()
+        interval = ratelimit.interval_for(self.sudo().rate_limit_per_second)
+        if not interval:
+            return None
+        reserve = self.env["bj.api.sync.send.slot"].sudo()._reserver(self.id, interval)
+        return ratelimit.SlotGate(reserve, interval)
 
     def _session_key(self):
         # Sessions carry no configuration (headers, timeouts and retries are set
@@ -341,34 +426,161 @@ class BjApiSyncRequestMixin(models.AbstractModel):
                 )
             )
 
-    def _make_outbound_http_request(self, records, config_id=None, timeout=None):
+    def _make_outbound_http_request(
+        self,
+        records=None,
+        config_id=None,
+        timeout=None,
+        *,
+        record_ids=None,
+        config_id_ref=None,
+    ):
         """Send ``records`` now, synchronously; return the ``bj.api.log`` rows.
 
         Keeps only the records matching the filter domain, sends one request per
         record (or per page when paginated) and logs each one. HTTP errors,
-        timeouts and refused connections are logged, never raised.
+        timeouts and refused connections are logged, never raised. The rows
+        also answer BJET's ``result.get('success')`` (see ``bj.api.log.get``).
 
-        :param records: record or recordset of the configuration's model
-        :param config_id: configuration id (or record) to use instead of ``self``
+        Both the seed's form, ``config._make_outbound_http_request(record,
+        config.id, timeout=60)``, and BJET's, ``env['bj.api.sync.config']
+        ._make_outbound_http_request(record_ids=records, config_id_ref=ref)``
+        (on the empty model), are accepted (SPEC §5, §13).
+
+        :param records: record or recordset of the configuration's model, or
+            ids of such records (``record_ids`` is the same, by BJET's name)
+        :param config_id: configuration record, id or XML id to use instead of
+            ``self`` (``config_id_ref`` is the same, by BJET's name)
         :param timeout: read timeout (s) for this call, overriding the config's
-        :raises UserError: when the configuration cannot send at all
+        :raises UserError: when the configuration cannot send at all, is
+            unknown, or the records are not of its model
         """
-        config = self
-        if config_id:
-            config = (
-                config_id
-                if isinstance(config_id, models.BaseModel)
-                else self.browse(config_id)
+        if record_ids is not None:
+            if records is not None:
+                raise UserError(
+                    self.env._("Give either records or record_ids, not both.")
+                )
+            records = record_ids
+        if config_id_ref is not None:
+            if config_id:
+                raise UserError(
+                    self.env._("Give either config_id or config_id_ref, not both.")
+                )
+            config_id = config_id_ref
+        config = self._resolve_config_ref(config_id) if config_id else self
+        if not config:
+            raise UserError(
+                self.env._(
+                    "No API configuration to send with: call this method on a "
+                    "configuration or give config_id_ref."
+                )
             )
         config.ensure_one()
-        config._check_sendable(records)
-        records = config._records_for_build(records, "manual")
-        config = config.sudo()
+        if records is None:
+            raise UserError(self.env._("No records to send were given."))
+        if not isinstance(records, models.BaseModel):
+            records = config._browse_record_ids(records)
+        return config._send_records(records, timeout=timeout)
+
+    def _send_records(self, records, timeout=None, changes=None):
+        """Send ``records`` of this configuration now (the work of
+        :meth:`_make_outbound_http_request`); return the ``bj.api.log`` rows.
+
+        :param changes: records sent by their changes only, as in
+            :meth:`_prepare_units` (immediate automation rules, see
+            ``bj_api_sync_changes.py``)
+        """
+        self.ensure_one()
+        self._check_sendable(records)
+        records = self._records_for_build(records, "manual")
+        config = self.sudo()
         records = config._filter_records(records)
-        log_vals = []
-        for unit in config._prepare_units(records):
-            log_vals.append(config._send_unit(unit, timeout=timeout))
+        units = config._prepare_units(records, changes=changes)
+        if self.env.context.get("bj_api_sync_send_once"):
+            units = config._units_not_sent(units)
+        log_vals = [config._send_unit(unit, timeout=timeout) for unit in units]
         return self.env["bj.api.log"].sudo().create(log_vals).sudo(False)
+
+    def _units_not_sent(self, units):
+        """``units`` less those this transaction already sent, the same (same
+        records, URL and body): automation rules fired again by their own
+        side effects send nothing new."""
+        # Post-commit data: kept until the transaction ends, savepoints or not.
+        sent = self.env.cr.postcommit.data.setdefault("bj_api_sync.sent_units", set())
+        for unit in units:
+            if unit.error:
+                yield unit
+                continue
+            key = (
+                self.id,
+                tuple(unit.records.ids),
+                unit.url,
+                hashlib.sha256((unit.body_text or "").encode()).hexdigest(),
+            )
+            if key in sent:
+                continue
+            sent.add(key)
+            yield unit
+
+    @api.model
+    def _resolve_config_ref(self, ref):
+        """The configuration ``ref`` names, in the caller's environment: a
+        configuration record, an id (int or digits) or an XML id
+        (``"module.name"``).
+
+        :raises UserError: naming ``ref`` when it names no configuration
+        """
+        Config = self.env["bj.api.sync.config"]
+        if isinstance(ref, models.BaseModel):
+            config = ref if ref._name == Config._name else None
+        elif isinstance(ref, int) and not isinstance(ref, bool):
+            config = Config.browse(ref)
+        elif isinstance(ref, str) and ref.strip().isdigit():
+            config = Config.browse(int(ref))
+        elif isinstance(ref, str) and "." in ref:
+            record = self.env.ref(ref.strip(), raise_if_not_found=False)
+            config = record if record is not None else None
+            if config is not None and config._name != Config._name:
+                config = None
+        else:
+            config = None
+        if config is None or len(config) != 1 or not config.exists():
+            raise UserError(self.env._("Unknown API configuration: %(ref)r.", ref=ref))
+        return config
+
+    def _browse_record_ids(self, ids):
+        """The records of this configuration's model with ``ids`` (an id or a
+        list of ids), in the caller's environment.
+
+        :raises UserError: naming the values that are not ids of existing
+            records
+        """
+        self.ensure_one()
+        if isinstance(ids, (list, tuple, set, frozenset)):
+            ids = list(ids)
+        else:
+            ids = [ids]
+        bad = [i for i in ids if not isinstance(i, int) or isinstance(i, bool)]
+        if bad:
+            raise UserError(
+                self.env._(
+                    "record_ids must be records or ids of %(model)s records, "
+                    "not %(values)s.",
+                    model=self.model_name,
+                    values=", ".join(repr(value) for value in bad),
+                )
+            )
+        records = self.env[self.model_name].browse(ids)
+        missing = set(records.ids) - set(records.exists().ids)
+        if missing:
+            raise UserError(
+                self.env._(
+                    "No %(model)s record has the id(s) %(ids)s.",
+                    model=self.model_name,
+                    ids=", ".join(str(i) for i in sorted(missing)),
+                )
+            )
+        return records
 
     def _send_unit(self, unit, timeout=None):
         """Send one unit (or record its build error); return log values."""
@@ -470,6 +682,12 @@ class BjApiSyncRequestMixin(models.AbstractModel):
             jsonenc.dumps_pretty(redact_headers(headers)), self._get_secrets()
         )
 
+    def _preview_body(self, unit, request):
+        """The body a preview shows: JSON indented, other formats as sent."""
+        if self._sent_body_format() == "json":
+            return jsonenc.dumps_pretty(unit.body)
+        return request.body.decode()
+
     def _prepare_preview_values(self, records):
         """What the first request would look like, secrets masked; nothing sent."""
         units = list(self._prepare_units(records)) if records else []
@@ -490,7 +708,7 @@ class BjApiSyncRequestMixin(models.AbstractModel):
             request_method=request.method,
             request_url=redact_text(redact_url(url), secrets),
             request_headers=self._redacted_headers(request.headers),
-            request_body=redact_text(jsonenc.dumps_pretty(unit.body), secrets)
+            request_body=redact_text(self._preview_body(unit, request), secrets)
             if request.body is not None
             else False,
         )

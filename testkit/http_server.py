@@ -8,6 +8,7 @@ Everything received is kept in ``server.received``. Plain Python: no Odoo import
 import contextlib
 import json
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,7 +41,8 @@ class Reply:
 
 @dataclass
 class Received:
-    """One request as received; ``path`` is the request target, query included."""
+    """One request as received; ``path`` is the request target, query included;
+    ``at`` the monotonic time its headers had arrived."""
 
     method: str
     path: str
@@ -48,6 +50,7 @@ class Received:
     headers: dict
     body: bytes
     client_port: int
+    at: float = field(default_factory=time.monotonic)
 
     def json(self):
         """The body decoded as JSON (None when empty)."""
@@ -168,6 +171,7 @@ class _Handler(BaseHTTPRequestHandler):
             scripted._end()
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
+    do_OPTIONS = _handle
 
     def _answer(self, reply, body):
         stop_event = self.server.scripted.stop_event

@@ -10,3 +10,7 @@ from . import test_rpc_security
 from . import test_mapping
 from . import test_inbound
 from . import test_import
+from . import test_ratelimit
+from . import test_bjet_compat
+from . import test_formats
+from . import test_connection

@@ -436,6 +436,30 @@ class TestOutbox(BjApiSyncCase):
         self.assertEqual(len(self.server.received), 1)
         self.assertFalse(self.deliveries(config))
 
+    def test_immediate_rule_sends_a_change_once(self):
+        """Odoo runs an on-update rule again for the stored computed fields
+        recomputed at flush: the same request goes once; a real change of a
+        mapped field in the same transaction still goes; Send Now is never
+        held back."""
+        config = self.make_config(
+            lines=[("name", "name", "plain"), ("ref", "ref", "plain")],
+            filter_domain="[('ref', '=like', 'ONCE%')]",
+            delivery_mode="immediate",
+        )
+        self.automate(config, "on_create_or_write")
+        partner = self.env["res.partner"].create({"name": "Once", "ref": "ONCE"})
+        partner.write({"email": "once@example.com"})  # no mapped field
+        self.env.flush_all()
+        bodies = [received.json() for received in self.server.received]
+        self.assertEqual(bodies, [{"name": "Once", "ref": "ONCE"}])
+        partner.name = "Twice"
+        self.env.flush_all()
+        bodies = [received.json() for received in self.server.received]
+        self.assertEqual(bodies[-1], {"name": "Twice", "ref": "ONCE"})
+        self.assertEqual(len(bodies), 2)
+        config._make_outbound_http_request(partner)
+        self.assertEqual(len(self.server.received), 3, "an explicit send always goes")
+
     def test_send_now_queued(self):
         config = self.make_config(filter_domain="[('ref', '=', 'Q-1')]")
         action = config.action_send_now()

@@ -1,6 +1,7 @@
 """tools/sandbox.py: import lines rewritten on the right line, size cap."""
 
 import ast
+import re
 import time
 
 import pytest
@@ -104,3 +105,62 @@ def test_check_size_is_quick_on_huge_code():
     with pytest.raises(ValueError, match="more than the 65536 allowed"):
         sandbox.check_size(source)
     assert time.monotonic() - start < 0.5
+
+
+# -- the sandboxed ``re`` (SPEC §13: ``import re``) ------------------------------
+
+
+def test_import_re_is_rewritten_to_the_loader():
+    source = "import re\nfrom re import sub as s, IGNORECASE\nimport re as r\n"
+    assert sandbox.rewrite_imports(source) == (
+        f"re = {LOADER_NAME}('re')\n"
+        f"s = {LOADER_NAME}('re').sub; IGNORECASE = {LOADER_NAME}('re').IGNORECASE\n"
+        f"r = {LOADER_NAME}('re')\n"
+    )
+    with pytest.raises(ImportRefused, match=r"\(only .*json, math, re, time"):
+        sandbox.rewrite_imports("import sre_compile\n")
+    with pytest.raises(ImportRefused, match="'re.*'"):
+        sandbox.rewrite_imports("from re import *\n")
+
+
+def test_sandboxed_re_functions_and_flags():
+    sre = sandbox.SANDBOXED_RE
+    assert sre.sub(r"\D", "", "+1 555-0100") == "15550100"
+    assert sre.subn("a", "b", "aXa") == ("bXb", 2)
+    assert sre.compile(r"(\w+)@", sre.I).match("Ada@x").group(1) == "Ada"
+    assert sre.search("b+", "abbc").span() == (1, 3)
+    assert sre.fullmatch("[a-z]+", "abc") and not sre.fullmatch("[a-z]+", "ab1")
+    assert sre.findall(r"\d+", "a1b22") == ["1", "22"]
+    assert [m.group() for m in sre.finditer("x.", "x1x2")] == ["x1", "x2"]
+    assert sre.split(r"\s*,\s*", "a , b,c") == ["a", "b", "c"]
+    assert sre.escape("a.b") == r"a\.b"
+    assert sre.match("^b$", "a\nb", flags=sre.MULTILINE | sre.DOTALL) is None
+    assert sre.search("^b$", "a\nb", flags=sre.M).group() == "b"
+    assert sre.IGNORECASE == sre.I and sre.VERBOSE == sre.X and sre.ASCII == sre.A
+    with pytest.raises(sre.error):
+        sre.compile("(")
+
+
+@pytest.mark.parametrize(
+    "name", ["purge", "_compile", "sre_compile", "functools", "enum", "template"]
+)
+def test_sandboxed_re_offers_nothing_else(name):
+    with pytest.raises(AttributeError):
+        getattr(sandbox.SANDBOXED_RE, name)
+
+
+def test_sandboxed_re_is_read_only_and_not_the_module():
+    sre = sandbox.SANDBOXED_RE
+    assert sre is not re
+    assert repr(sre) == "<sandboxed module 're'>"
+    assert not hasattr(sre, "__dict__")  # no instance dictionary to reach into
+    with pytest.raises(AttributeError, match="read-only"):
+        sre.sub = None
+    with pytest.raises(AttributeError, match="read-only"):
+        del sre.sub
+    with pytest.raises(AttributeError, match="read-only"):
+        sre.anything = 1
+    assert sre.sub is re.sub
+    assert sorted(n for n in dir(sre) if not n.startswith("_")) == sorted(
+        n for n in sandbox.RE_NAMES if hasattr(re, n)
+    )

@@ -32,6 +32,7 @@ ALLOWED_MODULES = frozenset(
         "dateutil.parser",
         "dateutil.tz",
         "dateutil.rrule",
+        "re",
     }
 )
 
@@ -45,6 +46,72 @@ MAX_CODE_BYTES = 64 * 1024
 # The line breaks of Python's tokenizer (and so of ast line numbers): not the
 # other ones str.splitlines() knows (\v, \f, \x1c-\x1e, \x85, U+2028, U+2029).
 _LINE_RE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+
+
+def _read_only(self, name, value=None):
+    raise AttributeError(f"{self!r} is read-only")
+
+
+def restricted_module(name, attributes):
+    """A read-only stand-in for module ``name`` offering only ``attributes``.
+
+    Unlike the module itself it holds no reference to ``sys``, the module's
+    private helpers or its globals; it has no instance dictionary, so a script
+    can neither read one nor rebind an attribute for the scripts run after it.
+    """
+    namespace = {
+        key: staticmethod(value) if callable(value) else value
+        for key, value in attributes.items()
+    }
+    namespace.update(
+        __slots__=(),
+        __setattr__=_read_only,
+        __delattr__=_read_only,
+        __repr__=lambda self: f"<sandboxed module {name!r}>",
+        __module__=__name__,
+    )
+    return type(name, (), namespace)()
+
+
+#: The functions, flags and exception of ``re`` a script may use (``import re``).
+#: Patterns and matches are Python's own objects: they expose nothing beyond
+#: text processing, and dunder attributes are refused anyway. No timeout can
+#: stop a regular expression: a catastrophic-backtracking pattern (``(a+)+$``
+#: on a long input) holds the worker until Odoo's time limits kill it, as any
+#: other slow loop in admin code would.
+RE_NAMES = (
+    "compile",
+    "match",
+    "search",
+    "fullmatch",
+    "sub",
+    "subn",
+    "split",
+    "findall",
+    "finditer",
+    "escape",
+    "error",
+    "A",
+    "ASCII",
+    "I",
+    "IGNORECASE",
+    "L",
+    "LOCALE",
+    "M",
+    "MULTILINE",
+    "S",
+    "DOTALL",
+    "U",
+    "UNICODE",
+    "X",
+    "VERBOSE",
+    "NOFLAG",
+)
+
+#: The sandboxed ``re`` that ``import re`` gives scripts.
+SANDBOXED_RE = restricted_module(
+    "re", {name: getattr(re, name) for name in RE_NAMES if hasattr(re, name)}
+)
 
 
 def check_size(source):
@@ -263,6 +330,7 @@ def _modules():
         "dateutil.parser": safe_eval.dateutil.parser,
         "dateutil.tz": safe_eval.dateutil.tz,
         "dateutil.rrule": safe_eval.dateutil.rrule,
+        "re": SANDBOXED_RE,
     }
 
 
@@ -274,19 +342,31 @@ def load_module(name):
 
 
 def eval_context(**names):
-    """The names every piece of admin code sees, plus ``names``."""
-    from datetime import date, datetime, timedelta  # noqa: PLC0415
+    """The names every piece of admin code sees, plus ``names``: those of
+    SPEC §3 and the ones BJET's scripts use (§13: ``b64encode``, ``b64decode``,
+    ``UserError``, ``Command``, ``timezone``, ``dateutil``, ``time``)."""
+    from base64 import b64decode, b64encode  # noqa: PLC0415
+    from datetime import date, datetime, timedelta, timezone  # noqa: PLC0415
 
     from dateutil.relativedelta import relativedelta  # noqa: PLC0415
+
+    from odoo.exceptions import UserError  # noqa: PLC0415
+    from odoo.fields import Command  # noqa: PLC0415
 
     modules = _modules()
     return {
         "datetime": datetime,
         "date": date,
         "timedelta": timedelta,
+        "timezone": timezone,
         "relativedelta": relativedelta,
         "json": modules["json"],
         "time": modules["time"],
+        "dateutil": modules["dateutil"],
+        "b64encode": b64encode,
+        "b64decode": b64decode,
+        "UserError": UserError,
+        "Command": Command,
         LOADER_NAME: load_module,
         **names,
     }

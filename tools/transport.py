@@ -82,6 +82,12 @@ class OutboundRequest:
 
     ``allowed_hosts``: host patterns (``*`` wildcards, see :func:`host_allowed`);
     when not empty, :func:`send` refuses any other host before connecting.
+
+    ``client_cert``: ``(cert_path, key_path)`` of a client certificate (mutual
+    TLS); ``ca_bundle``: path of the CA file to verify the server against
+    instead of the default store. Both are passed to ``requests`` with each
+    call; a pooled session must only ever see one such setting (see
+    :class:`SessionPool`: the models put a fingerprint of it in the key).
     """
 
     method: str
@@ -95,6 +101,11 @@ class OutboundRequest:
     backoff_factor: float = 0.5
     retry_after_cap: float = 30.0
     allowed_hosts: tuple = ()
+    #: called before every attempt, quick retries included (a rate limit's
+    #: gate, see ``tools/ratelimit.py``); it may wait
+    before_attempt: object = None
+    client_cert: tuple | None = None
+    ca_bundle: str | None = None
 
 
 @dataclass
@@ -508,10 +519,18 @@ class SyncRetry(Retry):
       urllib3 makes), so attempts = len(attempt_log) + 1 on both urllib3 lines.
     """
 
-    def __init__(self, *args, retry_after_cap=30.0, attempt_log=None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        retry_after_cap=30.0,
+        attempt_log=None,
+        before_attempt=None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.retry_after_cap = retry_after_cap
         self.attempt_log = [] if attempt_log is None else attempt_log
+        self.before_attempt = before_attempt
 
     @classmethod
     def for_request(cls, request):
@@ -524,12 +543,21 @@ class SyncRetry(Retry):
             raise_on_redirect=False,
             respect_retry_after_header=True,
             retry_after_cap=request.retry_after_cap,
+            before_attempt=request.before_attempt,
         )
 
     def new(self, **kwargs):
         kwargs.setdefault("retry_after_cap", self.retry_after_cap)
         kwargs.setdefault("attempt_log", self.attempt_log)
+        kwargs.setdefault("before_attempt", self.before_attempt)
         return super().new(**kwargs)
+
+    def sleep(self, response=None):
+        """The backoff (or Retry-After) wait, then the rate limit's turn."""
+        slept = super().sleep(response)
+        if self.before_attempt is not None:
+            self.before_attempt()
+        return slept
 
     @property
     def attempts(self):
@@ -836,7 +864,9 @@ class SessionPool:
     call), so a changed configuration keeps its connections. Sessions live in
     thread-local storage, hence ``send`` may set a per-call ``Retry`` on their
     adapters. Each thread keeps at most ``max_sessions`` sessions (least recently
-    used closed).
+    used closed). Client certificates and CA bundles do stick to a session's
+    connection pools (``requests`` sets them on the pool, and keeps the
+    connections open), so a key must stand for one TLS setting.
     """
 
     def __init__(self, max_sessions=MAX_SESSIONS_PER_THREAD):
@@ -1146,6 +1176,9 @@ def _classify_exception(exc, request, url):
             return PERMANENT, (
                 f"SSL certificate verification failed ({where}): {reason}"
             )
+        hint = _tls_alert_hint(chain)
+        if hint:
+            return RETRYABLE, f"SSL error ({where}): {hint}"
         return RETRYABLE, f"SSL error ({where}): {_short(exc)}"
     if isinstance(
         exc,
@@ -1204,6 +1237,44 @@ def _classify_exception(exc, request, url):
         return RETRYABLE, f"Connection error ({where}): {_short(exc)}"
     # raised before anything reached the network (bad header value, CA bundle...)
     return PERMANENT, f"Request could not be sent: {type(exc).__name__}: {_short(exc)}"
+
+
+#: TLS alerts a server sends about the client certificate (mutual TLS), in
+#: words a user acts on: ``(OpenSSL reason codes, explanation)``.
+_TLS_ALERT_HINTS = (
+    (
+        ("CERTIFICATE_REQUIRED", "PEER_DID_NOT_RETURN_A_CERTIFICATE"),
+        "the server requires a client certificate (mutual TLS) and none was sent",
+    ),
+    (
+        ("ALERT_UNKNOWN_CA",),
+        "the server does not trust the client certificate (unknown CA)",
+    ),
+    (
+        ("ALERT_BAD_CERTIFICATE", "ALERT_CERTIFICATE_EXPIRED"),
+        "the server refused the client certificate",
+    ),
+)
+
+
+def _tls_alert_hint(chain):
+    """Why the server ended the TLS session, when its alert names the client
+    certificate (or it hung up without a word); None otherwise."""
+    errors = [err for err in chain if isinstance(err, ssl.SSLError)]
+    for err in errors:
+        reason = str(err.reason or "")
+        for codes, text in _TLS_ALERT_HINTS:
+            if any(code in reason for code in codes):
+                return f"{text} ({reason})"
+    if any(isinstance(err, ssl.SSLEOFError) for err in errors):
+        # TLS 1.3 servers check the client certificate after the client's
+        # handshake ended: a refusal often reaches the client as a bare EOF.
+        return (
+            "the server closed the TLS connection (EOF in violation of protocol); "
+            "a server that requires a client certificate (mutual TLS) does so "
+            "when none, or one it does not accept, is sent"
+        )
+    return None
 
 
 def _short(exc, limit=300):
@@ -1298,6 +1369,13 @@ def send(request, session=None):
                 return failure(f"Host {refused} is not in the allowed hosts")
         settings = _environment_settings(session, prepared.url)
         settings["stream"] = True  # the body is read below, with limits
+        if request.client_cert:
+            settings["cert"] = tuple(request.client_cert)
+        if request.ca_bundle:
+            settings["verify"] = request.ca_bundle
+        if request.before_attempt is not None:
+            # The wait for a rate limit's slot is not the exchange's time.
+            start += request.before_attempt() or 0.0
         response = session.send(
             prepared,
             timeout=(request.connect_timeout, request.read_timeout),
