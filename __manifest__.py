@@ -4,7 +4,8 @@
     "version": "19.0.1.0.0",
     "category": "Technical",
     "license": "LGPL-3",
-    "author": "bj_api_sync",
+    "author": "bj_api_sync developers",
+    "development_status": "Beta",
     "depends": ["base", "base_automation"],
     "external_dependencies": {"python": ["requests", "urllib3", "cryptography"]},
     "data": [
@@ -15,6 +16,7 @@
         "data/ir_config_parameter_data.xml",
         "data/ir_cron_data.xml",
         "views/bj_api_sync_config_views.xml",
+        "views/bj_api_sync_dashboard_views.xml",
         "views/bj_api_sync_delivery_views.xml",
         "wizard/bj_api_sync_automate_views.xml",
         "views/ir_actions_server_views.xml",

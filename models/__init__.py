@@ -14,6 +14,7 @@ from . import bj_api_sync_inbound_request
 from . import bj_api_sync_rate_window
 from . import bj_api_sync_send_slot
 from . import bj_api_sync_connection
+from . import bj_api_sync_stats
 from . import bj_api_sync_config
 from . import bj_api_sync_delivery
 from . import bj_api_log

@@ -63,7 +63,8 @@ class BjApiLog(models.Model):
     request_body = fields.Text()
     status_code = fields.Integer(string="Status", index=True)
     response_body = fields.Text()
-    duration_ms = fields.Integer(string="Duration (ms)")
+    # Averaged, not summed, when logs are grouped (list groups, pivot).
+    duration_ms = fields.Integer(string="Duration (ms)", aggregator="avg")
     attempts = fields.Integer(
         help="HTTP attempts made for this request, quick retries included."
     )

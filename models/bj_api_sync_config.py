@@ -15,6 +15,8 @@ rest of its behaviour lives in named mixins, each in its own file:
   and the Test Connection button;
 * ``bj.api.sync.inbound.mixin`` (``bj_api_sync_inbound.py``): the inbound REST
   endpoints of In configurations (``controllers/main.py`` routes to them);
+* ``bj.api.sync.stats.mixin`` (``bj_api_sync_stats.py``): health figures of the
+  Overview dashboard;
 
 and payloads are built (and JSON read back into values) by the mapping engine,
 ``mapping.py``.
@@ -62,6 +64,7 @@ class BjApiSyncConfig(models.Model):
         "bj.api.sync.changes.mixin",
         "bj.api.sync.outbox.mixin",
         "bj.api.sync.request.mixin",
+        "bj.api.sync.stats.mixin",
     ]
     _order = "sequence, name, id"
 

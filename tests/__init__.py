@@ -14,3 +14,4 @@ from . import test_ratelimit
 from . import test_bjet_compat
 from . import test_formats
 from . import test_connection
+from . import test_dashboard
