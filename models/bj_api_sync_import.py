@@ -38,6 +38,8 @@ _logger = logging.getLogger(__name__)
 #: Context key of the writes of a write-back: this addon's automation rules do
 #: not run for them.
 WRITE_BACK_KEY = "bj_api_sync_write_back"
+#: What a bad object may raise while it is written: it fails alone.
+IMPORT_ERRORS = (MappingError, UserError, AccessError, ValidationError, psycopg2.Error)
 #: Failed objects listed by name in a page's log row.
 MAX_LISTED_FAILURES = 20
 #: The events automation rules trigger (``ir_actions_server.AUTOMATION_EVENTS``).
@@ -462,8 +464,12 @@ class BjApiSyncImportMixin(models.AbstractModel):
         hidden = {
             key for key, value in searched.items() if not found[key] and value in seen
         }
-        # 2. values, then writes (each alone) and creates (together)
-        creates = []
+        # The records of the page read their fields together.
+        page_ids = tuple(dict.fromkeys(i for rs in found.values() for i in rs._ids))
+        found = {key: records.with_prefetch(page_ids) for key, records in found.items()}
+        # 2. values, then updates and creates (each group together; one by one
+        # when the group fails, so that a bad object fails alone)
+        creates, updates = [], []
         for position, (obj, key) in enumerate(zip(objects, keys, strict=True)):
             if not key:
                 continue
@@ -491,20 +497,39 @@ class BjApiSyncImportMixin(models.AbstractModel):
                 fail(position, obj, error)
                 continue
             if records:
-                if self._import_write(records, values, position, obj, fail):
-                    counts["updated"] += 1
+                updates.append((position, obj, records, values))
             elif any(key == other for _p, _o, other, _v in creates):
                 # The same identifier twice in a page: the later one updates
                 # the record the earlier one creates.
                 self._import_create_batch(model, creates, counts, fail, found)
                 creates = []
-                record = found.get(key)
-                if record and self._import_write(record, values, position, obj, fail):
-                    counts["updated"] += 1
+                if found.get(key):
+                    updates.append((position, obj, found[key], values))
             else:
                 creates.append((position, obj, key, values))
         self._import_create_batch(model, creates, counts, fail, found)
+        self._import_update_batch(updates, counts, fail)
         return counts
+
+    def _import_update_batch(self, updates, counts, fail):
+        """Write ``updates`` (``(position, object, record, values)``) in one
+        savepoint, flushed once; should it fail, each again in a savepoint of
+        its own."""
+        if not updates:
+            return
+        try:
+            with self.env.cr.savepoint():
+                for _position, _obj, record, values in updates:
+                    if values:
+                        record.write(values)
+                self.env.flush_all()
+            counts["updated"] += len(updates)
+            return
+        except IMPORT_ERRORS:
+            pass
+        for position, obj, record, values in updates:
+            if self._import_write(record, values, position, obj, fail):
+                counts["updated"] += 1
 
     def _import_write(self, record, values, position, obj, fail):
         try:
@@ -513,13 +538,7 @@ class BjApiSyncImportMixin(models.AbstractModel):
                     record.write(values)
                     record.flush_recordset()
             return True
-        except (
-            MappingError,
-            UserError,
-            AccessError,
-            ValidationError,
-            psycopg2.Error,
-        ) as error:
+        except IMPORT_ERRORS as error:
             fail(position, obj, error)
             return False
 
