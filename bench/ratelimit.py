@@ -82,12 +82,11 @@ def worst_second(times):
     return worst
 
 
-def prepare(env, count, rate, lanes):
+def prepare(env, receiver_url, count, rate, lanes):
     """The configuration, ``count`` partners and their queued deliveries, and
     the server action that drains the queue; committed. Returns their ids."""
     from odoo import Command  # noqa: PLC0415
 
-    receiver_url = env.context["b11_url"]
     config = env["bj.api.sync.config"].create(
         {
             "name": "Bench B11 rate limit",
@@ -134,9 +133,7 @@ def b11_rate_limit(odoo, dbname, env, count=400, rate=20, lanes=4, timeout=120):
     stop = threading.Event()
     calls = {"ok": 0, "failed": 0}
     try:
-        config_id, drain_id, queued = prepare(
-            env.with_context(b11_url=receiver.url()), count, rate, lanes
-        )
+        config_id, drain_id, queued = prepare(env, receiver.url(), count, rate, lanes)
         servers = [
             OdooServer(odoo, dbname, extra=["--log-level=warn"]).start()
             for _s in range(2)
@@ -178,6 +175,7 @@ def b11_rate_limit(odoo, dbname, env, count=400, rate=20, lanes=4, timeout=120):
         receiver.stop()
     times = [at for at, _key in receiver.arrivals]
     keys = {key for _at, key in receiver.arrivals}
+    env.cr.rollback()  # a fresh snapshot: the servers' commits are seen
     env.invalidate_all()
     states = dict(
         env["bj.api.sync.delivery"]._read_group(

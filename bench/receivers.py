@@ -9,10 +9,16 @@
   received on ``P`` (in arrival order) and ``POST /_reset`` forgets them. It also is
   the fast receiver's fallback when nginx cannot be had.
 
-Run as a script it serves: ``python3 receivers.py`` prints its port on stdout.
+Both also serve static JSON pages for the import benchmark (B9):
+``GET /import/<set>/?page=N`` answers the file ``<import_dir>/<set>/people-N.json``
+(404 when there is none); ``import_dir`` is a temporary folder of the receiver.
+
+Run as a script it serves: ``python3 receivers.py [IMPORT_DIR]`` prints its port on
+stdout.
 """
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -39,6 +45,8 @@ from testkit.processes import (  # noqa: E402
 
 SLOW_DELAY = 0.05
 OK_BODY = b'{"ok":true}'
+#: ``/import/<set>/`` of the B9 pages (the same pattern as nginx's location).
+IMPORT_PATH = re.compile(r"^/import/([A-Za-z0-9_-]+)/$")
 
 NGINX_CONF = """\
 daemon off;
@@ -62,6 +70,11 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         location / {{ return 200 '{{"ok":true}}'; }}
+        # B9: GET /import/<set>/?page=N serves {tmp}/import/<set>/people-N.json.
+        location ~ ^/import/([A-Za-z0-9_-]+)/$ {{
+            root {tmp}/import;
+            try_files /$1/people-$arg_page.json =404;
+        }}
     }}
 }}
 """
@@ -97,6 +110,8 @@ class Nginx:
     def __init__(self, binary):
         self.binary = binary
         self.tmp = tempfile.mkdtemp(prefix="bj_bench_nginx_")
+        self.import_dir = os.path.join(self.tmp, "import")
+        os.mkdir(self.import_dir)
         self.port = free_port()
         self.process = None
 
@@ -131,10 +146,11 @@ class PythonReceiver:
     def __init__(self):
         self.process = None
         self.port = None
+        self.import_dir = tempfile.mkdtemp(prefix="bj_bench_import_")
 
     def start(self):
         self.process = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__)],
+            [sys.executable, os.path.abspath(__file__), self.import_dir],
             stdout=subprocess.PIPE,
             text=True,
             preexec_fn=die_with_parent,
@@ -148,6 +164,7 @@ class PythonReceiver:
 
     def stop(self):
         stop_process(self.process, timeout=5)
+        shutil.rmtree(self.import_dir, ignore_errors=True)
 
     def url(self, path="/hook"):
         return f"http://127.0.0.1:{self.port}{path}"
@@ -178,7 +195,7 @@ def start_fast_receiver(install=True):
 # ----------------------------------------------------------------------------
 
 
-def serve():
+def serve(import_dir=None):
     received = defaultdict(list)
     lock = threading.Lock()
 
@@ -203,6 +220,14 @@ def serve():
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             parts = urlsplit(self.path)
+            served = IMPORT_PATH.match(parts.path) if import_dir else None
+            if served and self.command == "GET":
+                page = parse_qs(parts.query).get("page", [""])[0]
+                name = os.path.join(import_dir, served[1], f"people-{page}.json")
+                if not page.isdigit() or not os.path.isfile(name):
+                    return self._reply(b'{"error":"not found"}', status=404)
+                with open(name, "rb") as handle:
+                    return self._reply(handle.read())
             if parts.path == "/_received":
                 path = parse_qs(parts.query).get("path", [""])[0]
                 with lock:
@@ -233,4 +258,4 @@ def serve():
 
 
 if __name__ == "__main__":
-    serve()
+    serve(sys.argv[1] if len(sys.argv) > 1 else None)

@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 """Benchmarks of bj_api_sync: ``python3 bench/run_bench.py`` from the checkout.
 
-Creates one fresh, uniquely named database, installs bj_api_sync, runs B0–B8,
+Creates one fresh, uniquely named database, installs bj_api_sync, runs B0–B9 and B11,
 prints one line per benchmark, drops the database (always) and writes
 bench/RESULTS.md. Exit status: 0 when every target is met, 1 when one is not,
 2 when the bench itself could not run.
 
 Each target compares two figures measured in the same run (a ceiling: read() of
 the same data, one plain requests.Session, the sequential rate, Odoo's own
-webhook action, Odoo's own /json/2 on the same server, in-process create())
-because absolute times drift on a shared machine.
+webhook action, Odoo's own /json/2 on the same server, in-process create() and
+write()) because absolute times drift on a shared machine.
 
 Environment: ODOO_SRC / PYTHON / PGPORT / BJ_DB_USER as for scripts/devenv.sh.
 """
@@ -35,7 +35,7 @@ from testkit.processes import die_with_parent  # noqa: E402
 
 import receivers  # noqa: E402
 
-ALL = ("B0", "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8")
+ALL = ("B0", "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B11")
 
 
 def log(message):
@@ -214,6 +214,8 @@ def run(args, env, dbname, fast, slow):
     import cases  # noqa: PLC0415
     import dataset  # noqa: PLC0415
     import endpoints  # noqa: PLC0415
+    import imports  # noqa: PLC0415
+    import ratelimit  # noqa: PLC0415
 
     results = []
     selected = set(args.only or ALL)
@@ -280,6 +282,8 @@ def run(args, env, dbname, fast, slow):
             others[6500:6600],
         )
         attempt("B5", b5_memory, env, dbname, renv, payload_config, fast, len(ids))
+        # B9 needs no Odoo HTTP server: before the server-based B6-B8.
+        attempt("B9", imports.b9_import, renv, fast)
         served = [key for key in ("B6", "B7", "B8") if key in selected]
         if served:
             if "B6" in selected:
@@ -315,6 +319,8 @@ def run(args, env, dbname, fast, slow):
             finally:
                 server.stop()
         cr.rollback()
+        # Two servers of their own, started and stopped by the benchmark.
+        attempt("B11", ratelimit.b11_rate_limit, env, dbname, renv)
     return results
 
 

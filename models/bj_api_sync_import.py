@@ -236,7 +236,9 @@ class BjApiSyncImportMixin(models.AbstractModel):
 
         :param env: the environment whose rights find and write the records
             (the configuration's Run As user instead for scheduled runs)
-        :param commit: called after each page (the scheduled run commits there)
+        :param commit: called after each page (the scheduled run commits
+            there); when it returns a number of seconds left (as
+            ``ir.cron._commit_progress`` does), 0 ends the walk
         :return: an :class:`ImportOutcome`
         """
         self.ensure_one()
@@ -323,7 +325,8 @@ class BjApiSyncImportMixin(models.AbstractModel):
                 page = None
             log = config._import_log(log_values)
             outcome.logs.append(log.id)
-            if commit and not commit() and page is not None:
+            left = commit() if commit else None
+            if left is not None and left <= 0 and page is not None:
                 # The scheduled action's time is up: the next run starts over
                 # (what was imported stays; upserts make it harmless).
                 outcome.warning = self.env._(
@@ -525,8 +528,8 @@ class BjApiSyncImportMixin(models.AbstractModel):
                 self.env.flush_all()
             counts["updated"] += len(updates)
             return
-        except IMPORT_ERRORS:
-            pass
+        except IMPORT_ERRORS as error:
+            _logger.debug("bj_api_sync: import updates one by one after: %s", error)
         for position, obj, record, values in updates:
             if self._import_write(record, values, position, obj, fail):
                 counts["updated"] += 1
