@@ -415,7 +415,9 @@ class BjApiSyncDelivery(models.Model):
         self.ensure_one()
         user = self.sudo().config_id.run_as_user_id or self.sudo().create_uid
         records = self._records()
-        return records.with_env(records.env(user=user.id, su=False)).exists()
+        # A record deleted since is reported by the write-back, not looked up
+        # here for every delivery.
+        return records.with_env(records.env(user=user.id, su=False))
 
     def _prepare_unit(self):
         self.ensure_one()
@@ -466,7 +468,7 @@ class BjApiSyncDelivery(models.Model):
             [job[0].id for job, result in zip(jobs, results, strict=True) if not result]
         )
         log_values = []
-        secrets = {}
+        secrets, writes_back = {}, {}
         for (delivery, unit, request, _probing), result in sent:
             config = delivery.config_id
             if config.id not in secrets:
@@ -475,7 +477,13 @@ class BjApiSyncDelivery(models.Model):
                 unit, request, result, secrets=secrets[config.id]
             )
             values["delivery_id"] = delivery.id
-            if result.outcome == "success" and config._writes_back():
+            if config.id not in writes_back:
+                writes_back[config.id] = config._writes_back()
+            if (
+                result.outcome == "success"
+                and delivery.event != "unlink"  # nothing left to write to
+                and writes_back[config.id]
+            ):
                 problem = config._write_back(
                     delivery._write_back_records(), result.response_text
                 )

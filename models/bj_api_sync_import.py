@@ -25,7 +25,7 @@ import uuid
 import psycopg2
 
 from odoo import api, fields, models
-from odoo.exceptions import AccessError, UserError, ValidationError
+from odoo.exceptions import AccessError, MissingError, UserError, ValidationError
 from odoo.fields import Domain
 
 from ..exceptions import SyncError
@@ -687,32 +687,40 @@ class BjApiSyncImportMixin(models.AbstractModel):
                 records=len(records),
             )
         mapping = Mapping(self, records.env)
+        keys = {line.api_key.split(".", 1)[0] for line in mapping.lines(IN_DIRECTIONS)}
         problems = []
         for record, obj in zip(records, objects, strict=True):
+            if isinstance(obj, dict) and keys.isdisjoint(obj):
+                continue  # an answer that carries nothing to write back
             record = record.with_context(**{WRITE_BACK_KEY: True})
             try:
                 if not isinstance(obj, dict):
                     raise MappingError(self.env._("not a JSON object"))
                 values, _unknown = mapping.to_values(obj, record=record)
-                with self.env.cr.savepoint():
-                    if values:
+                if values:
+                    with self.env.cr.savepoint():
                         record.write(values)
                         record.flush_recordset()
-            except (
-                MappingError,
-                UserError,
-                AccessError,
-                ValidationError,
-                psycopg2.Error,
-            ) as error:
+            except IMPORT_ERRORS as error:
                 problems.append(
                     self.env._(
-                        "%(record)s: %(error)s", record=record.display_name, error=error
+                        "%(record)s: %(error)s",
+                        record=_record_label(record),
+                        error=error,
                     )
                 )
         if problems:
             return self.env._("Write-back failed: %s", "; ".join(problems))
         return None
+
+
+def _record_label(record):
+    """The display name of ``record``, or its model and id when it cannot be
+    read (deleted since it was queued)."""
+    try:
+        return record.display_name
+    except (MissingError, AccessError):
+        return f"{record._name}({record.id})"
 
 
 class _PageUnit:
