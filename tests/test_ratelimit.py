@@ -37,8 +37,8 @@ class TestRateLimit(BjApiSyncCase):
         times = sorted(self.arrivals())
         self.assertEqual(len(times), 12)
         gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-        # 1.02 / 10 s apart, give or take the scheduling of the test machine
-        self.assertGreaterEqual(min(gaps), 0.09, gaps)
+        # 1.05 / 10 s apart; a sender may be up to 40 ms late for its slot
+        self.assertGreaterEqual(min(gaps), 0.06, gaps)
         self.assertLessEqual(worst_second(times), 10)
         self.assertGreaterEqual(times[-1] - times[0], 11 * 0.1)
         # the wait is not counted in the exchanges' duration
@@ -67,7 +67,7 @@ class TestRateLimit(BjApiSyncCase):
         self.assertEqual((logs.state, logs.attempts), ("success", 3))
         times = sorted(self.arrivals())
         gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-        self.assertGreaterEqual(min(gaps), 0.09, gaps)
+        self.assertGreaterEqual(min(gaps), 0.06, gaps)
 
     def test_429_still_backs_off(self):
         config = self.make_config(rate_limit_per_second=50, delivery_mode="queued")

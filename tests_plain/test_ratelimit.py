@@ -36,7 +36,13 @@ class Schedule:
 def test_interval_for():
     assert ratelimit.interval_for(0) == 0.0
     assert ratelimit.interval_for(-1) == 0.0
-    assert ratelimit.interval_for(20) == pytest.approx(1.02 / 20)
+    assert ratelimit.interval_for(20) == pytest.approx(1.05 / 20)
+    # a sender up to TOLERANCE late still keeps any second within the rate
+    for rate in (0.5, 1, 5, 20, 100, 1000):
+        interval = ratelimit.interval_for(rate)
+        late = ratelimit.allowed_lateness(interval)
+        assert late > 0
+        assert (1 + late) / interval < max(rate, 1)
 
 
 def test_slots_are_spaced():

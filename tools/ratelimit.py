@@ -17,12 +17,24 @@ allowed: past ``tolerance`` × ``interval`` it takes a new slot instead.
 
 import time
 
-#: Slots are this much further apart than 1 / rate, so that the small delays
-#: between a slot and the request reaching the receiver never add up to more
-#: than the rate in a sliding second.
-MARGIN = 0.02
-#: How late (in intervals) a sender may wake up and still use its slot.
-TOLERANCE = 0.25
+#: Slots are this much further apart than 1 / rate, so that a sender waking up
+#: a little late never puts more than the rate in a sliding second.
+MARGIN = 0.05
+#: How late (in intervals, and at most ``LATE_LIMIT`` seconds) a sender may
+#: wake up and still use its slot. A second then holds at most ``rate``
+#: requests: the slots a second can see, late ones included, span
+#: ``1 + lateness`` seconds, fewer than ``rate`` intervals as long as the
+#: lateness stays under ``MARGIN`` seconds. Later than that, a new slot is
+#: taken (the old one is lost).
+TOLERANCE = 0.75
+LATE_LIMIT = 0.8 * MARGIN
+
+
+def allowed_lateness(interval):
+    """Seconds a sender may be late for its slot (see :data:`TOLERANCE`)."""
+    return min(TOLERANCE * interval, LATE_LIMIT)
+
+
 #: Give up re-taking slots after this many late wake-ups in a row (send anyway).
 MAX_RETAKES = 20
 
@@ -62,7 +74,7 @@ class SlotGate:
                 self.sleep(delay)
             now = self.clock()
             waited += now - asked
-            if now - target <= TOLERANCE * self.interval:
+            if now - target <= allowed_lateness(self.interval):
                 break
         self.waited += waited
         return waited
