@@ -485,7 +485,7 @@ class BjApiSyncDelivery(models.Model):
                 and writes_back[config.id]
             ):
                 problem = config._write_back(
-                    delivery._write_back_records(), result.response_text
+                    delivery._write_back_records, result.response_text
                 )
                 if problem:
                     values["write_back_error"] = problem

@@ -651,6 +651,31 @@ class BjApiSyncImportMixin(models.AbstractModel):
             return self.env["bj.api.sync.delivery"]
         return super()._trigger_records(records, event)
 
+    def _write_back_keys(self):
+        """The top-level keys the in lines read."""
+        return {
+            line.api_key.split(".", 1)[0]
+            for line in self._get_line_plans()
+            if line.direction in IN_DIRECTIONS
+        }
+
+    def _write_back_objects(self, response_text):
+        """The objects of a 2xx answer worth writing back: None when it holds
+        none of the in lines' keys (nothing to do, nothing read), the reason
+        when it cannot be read, else the list of objects."""
+        text = (response_text or "").strip()
+        if not text:
+            return None
+        try:
+            body = json.loads(text)
+            objects = pull.extract_objects(body, self.sudo().response_data_path)
+        except ValueError as error:  # JSON or path (PullError is a ValueError)
+            return self.env._("Write-back skipped: %s", error)
+        keys = self._write_back_keys()
+        if all(isinstance(obj, dict) and keys.isdisjoint(obj) for obj in objects):
+            return None
+        return objects
+
     def _writes_back(self):
         """Whether 2xx answers are read back into the records sent."""
         self.ensure_one()
@@ -662,23 +687,23 @@ class BjApiSyncImportMixin(models.AbstractModel):
         return any(line.direction in IN_DIRECTIONS for line in config._get_line_plans())
 
     def _write_back(self, records, response_text):
-        """Apply the in lines to ``records`` (the records of one request) from
-        the response body. Single record: the object; several: a list of the
-        same length, by position.
+        """Apply the in lines to ``records`` (the records of one request, or
+        a function giving them, called only when the answer has something to
+        write back) from the response body. Single record: the object;
+        several: a list of the same length, by position.
 
         :return: None, or the reason nothing (or not everything) was written
         """
         self.ensure_one()
         if not records or not self._writes_back():
             return None
-        text = (response_text or "").strip()
-        if not text:
+        objects = self._write_back_objects(response_text)
+        if not objects:
             return None
-        try:
-            body = json.loads(text)
-            objects = pull.extract_objects(body, self.sudo().response_data_path)
-        except ValueError as error:  # JSON or path (PullError is a ValueError)
-            return self.env._("Write-back skipped: %s", error)
+        if isinstance(objects, str):
+            return objects
+        if callable(records):
+            records = records()
         if len(objects) != len(records):
             return self.env._(
                 "Write-back skipped: %(objects)s object(s) answered for "
@@ -687,7 +712,7 @@ class BjApiSyncImportMixin(models.AbstractModel):
                 records=len(records),
             )
         mapping = Mapping(self, records.env)
-        keys = {line.api_key.split(".", 1)[0] for line in mapping.lines(IN_DIRECTIONS)}
+        keys = self._write_back_keys()
         problems = []
         for record, obj in zip(records, objects, strict=True):
             if isinstance(obj, dict) and keys.isdisjoint(obj):
