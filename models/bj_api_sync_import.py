@@ -312,7 +312,9 @@ class BjApiSyncImportMixin(models.AbstractModel):
                     log_values["error_message"] = "\n".join(
                         filter(None, [log_values.get("error_message"), walker.warning])
                     )
-                    _logger.warning(
+                    # Recorded on the page's log row (an error row); a line
+                    # here for whoever reads the server log.
+                    _logger.info(
                         "bj_api_sync: import of config %s: %s",
                         config.id,
                         walker.warning,

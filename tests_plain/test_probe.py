@@ -21,11 +21,11 @@ def files(pki, tmp_path_factory):
     store = tls.PemFileStore(str(tmp_path_factory.mktemp("tls") / "db"))
     return {
         "cert": (
-            store.write(1, "cert", pki.client.cert),
-            store.write(1, "key", pki.client.key),
+            store.save(1, "cert", pki.client.cert),
+            store.save(1, "key", pki.client.key),
         ),
-        "ca": store.write(1, "ca", pki.ca.cert),
-        "other_ca": store.write(2, "ca", pki.other_ca.cert),
+        "ca": store.save(1, "ca", pki.ca.cert),
+        "other_ca": store.save(2, "ca", pki.other_ca.cert),
     }
 
 
