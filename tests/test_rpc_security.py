@@ -5,7 +5,7 @@ from odoo import Command
 from odoo.tests import tagged
 from odoo.tests.common import JsonRpcException
 
-from .common import BjApiSyncHttpCase, UsersMixin
+from .common import BjApiSyncHttpCase, Reply, UsersMixin
 
 ESCALATE = (
     "env.user.write({'group_ids': [(4, env.ref('base.group_system').id)]})\nresult = 1"
@@ -97,6 +97,63 @@ class TestRpcSecurity(UsersMixin, BjApiSyncHttpCase):
         self.assertEqual(self.config.signing_secret, secret)
         self.assertEqual(self.config.sync_state, "active")
         self.assertFalse(self.server.received)
+
+    def test_new_actions_over_rpc(self):
+        """Import Now, Test Connection and the import Preview: refused to every
+        user but a BJ API manager of the configuration's company, over RPC,
+        before anything is sent; the manager may run them."""
+        importer = self.make_config(
+            name="RPC import",
+            request_url=self.server.url("/people"),
+            http_method_ids=[Command.set(self.method_get.ids)],
+            import_response=True,
+            company_id=self.env.company.id,
+            line_ids=[
+                Command.create(
+                    {
+                        "field_path": "ref",
+                        "api_key": "code",
+                        "direction": "in",
+                        "is_identifier": True,
+                    }
+                ),
+                Command.create(
+                    {"field_path": "name", "api_key": "name", "direction": "in"}
+                ),
+            ],
+        )
+        calls = (
+            (importer, "action_import_now"),
+            (importer, "action_preview_payload"),
+            (self.config, "action_test_connection"),
+        )
+        for login in ("bj_portal", "bj_internal", "bj_user", "bj_other_manager"):
+            for config, method in calls:
+                with self.subTest(login=login, method=method):
+                    self.authenticate(login, login)
+                    with self.assertRaises(JsonRpcException):
+                        self.call_kw("bj.api.sync.config", method, [config.ids])
+        self.assertFalse(self.server.received, "nothing sent for a refused call")
+        self.assertFalse(
+            self.env["res.partner"].search([("ref", "=like", "RPC-%")]),
+            "nothing imported",
+        )
+        self.authenticate("bj_manager", "bj_manager")
+        self.server.script(
+            Reply(200, body='[{"code": "RPC-1", "name": "Imported"}]'), Reply(200)
+        )
+        action = self.call_kw("bj.api.sync.config", "action_import_now", [importer.ids])
+        self.assertIn("1 created", action["params"]["message"])
+        action = self.call_kw(
+            "bj.api.sync.config", "action_test_connection", [self.config.ids]
+        )
+        self.assertEqual(action["tag"], "display_notification")
+        self.assertEqual(len(self.server.received), 2)
+        self.assertEqual(
+            self.env["res.partner"].search([("ref", "=", "RPC-1")]).create_uid,
+            self.bj_manager,
+            "imported with the manager's rights",
+        )
 
     def test_manager_cannot_write_code_over_rpc(self):
         self.authenticate("bj_manager", "bj_manager")
