@@ -329,13 +329,7 @@ class BjApiSyncConnectionMixin(models.AbstractModel):
         """Raise a UserError naming what keeps this configuration from being
         tested (mapping lines are not needed)."""
         self.ensure_one()
-        problems = []
-        if self.request_type != "out":
-            problems.append(self.env._("it is not an outbound (Out) configuration"))
-        if not self.request_url:
-            problems.append(self.env._("it has no Request URL"))
-        if len(self.http_method_ids) != 1:
-            problems.append(self.env._("it needs exactly one HTTP method"))
+        problems = self._request_problems()
         if problems:
             raise UserError(
                 self.env._(

@@ -397,8 +397,8 @@ class BjApiSyncRequestMixin(models.AbstractModel):
     # Sending and logging
     # ------------------------------------------------------------------
 
-    def _check_sendable(self, records=None):
-        """Raise a UserError naming what keeps this configuration from sending."""
+    def _request_problems(self):
+        """What keeps this configuration from making any request at all."""
         self.ensure_one()
         problems = []
         if self.request_type != "out":
@@ -407,6 +407,12 @@ class BjApiSyncRequestMixin(models.AbstractModel):
             problems.append(self.env._("it has no Request URL"))
         if len(self.http_method_ids) != 1:
             problems.append(self.env._("it needs exactly one HTTP method"))
+        return problems
+
+    def _check_sendable(self, records=None):
+        """Raise a UserError naming what keeps this configuration from sending."""
+        self.ensure_one()
+        problems = self._request_problems()
         if not self.line_ids:
             problems.append(self.env._("it has no field mappings"))
         if records is not None and records._name != self.model_name:
