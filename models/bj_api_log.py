@@ -245,7 +245,8 @@ class BjApiLog(models.Model):
             config.id: config.company_id.id or None
             for config in self.env["bj.api.sync.config"].sudo().browse(config_ids)
         }
-        now = self.env.cr.now()
+        # The time of writing (a log row's moment), which costs no query.
+        now = fields.Datetime.now()
         uid = self.env.uid
         audit = ["company_id", "create_uid", "create_date", "write_uid", "write_date"]
         fields_ = [self._fields[c] for c in columns]

@@ -10,7 +10,7 @@ and calls, on the configuration read as superuser:
   ``_inbound_authenticate(call)`` (401; the id of the user the request runs
   as) and ``_inbound_check_signature(call)`` (401);
 * as that user, ``_inbound_dispatch(call)``: list, read, upsert, update or
-  delete with the mapping engine (``mapping.py``) in a savepoint, answered
+  delete with the mapping engine (``mapping.py``), rolled back on failure, answered
   again from ``bj.api.sync.inbound.request`` for a known Idempotency-Key;
   it returns an :class:`InboundAnswer` or raises :class:`InboundError`;
 * ``_inbound_finish(call, answer)``: the ``bj.api.log`` row.
@@ -22,6 +22,7 @@ runs as, or None when its credentials do not check out.
 
 import base64
 import binascii
+import collections
 import hashlib
 import hmac
 import re
@@ -90,6 +91,27 @@ HOT_FIELDS = (
     "verify_signature",
     "signing_secret",
     "signing_secret_previous",
+    # scrubbed from the log row
+    "client_cert",
+    "client_key",
+)
+HOT_SET = frozenset({*HOT_FIELDS, "active"})
+#: Whether no transaction this transaction's (REPEATABLE READ) snapshot does
+#: not see has committed. Those are the transactions in progress when the
+#: snapshot was taken, and those given an id since. When this transaction gets
+#: its id now and it is the snapshot's first unassigned one, no other was
+#: given one since; then it only remains that none of those in progress has
+#: committed. A transaction that already has an id (it wrote before) cannot
+#: tell, nor can a busy database where other transactions write meanwhile:
+#: they say False and look again with a fresh snapshot.
+SNAPSHOT_IS_CURRENT = SQL(
+    """CASE WHEN pg_current_xact_id_if_assigned() IS NOT NULL THEN false
+    ELSE pg_current_xact_id() = pg_snapshot_xmax(pg_current_snapshot())
+        AND NOT EXISTS (
+            SELECT FROM pg_snapshot_xip(pg_current_snapshot()) AS xid
+            WHERE pg_xact_status(xid) = 'committed'
+        )
+    END"""
 )
 #: Query parameters of a list that are never filters.
 LIST_PARAMS = ("limit", "offset", "total")
@@ -428,9 +450,40 @@ class BjApiSyncInboundMixin(models.AbstractModel):
         config_id = self._inbound_endpoint_ids().get(endpoint)
         if not config_id:
             return self.browse()
-        # The fields every request reads, in one statement; a configuration
-        # archived meanwhile is not found.
-        return self.sudo().search_fetch([("id", "=", config_id)], HOT_FIELDS)
+        values = self._inbound_hot_values(config_id)
+        if values is None:
+            return self.browse()
+        # The fields every request reads, from this process's memory: no
+        # statement at all.
+        config = self.sudo().browse(config_id)
+        for name, value in values.items():
+            config._fields[name]._insert_cache(config, (value,))
+        return config
+
+    @api.model
+    @tools.ormcache("config_id")
+    def _inbound_hot_values(self, config_id):
+        """``{field: cache value}`` of the :data:`HOT_FIELDS` of an active
+        configuration (None when it is archived or gone), cached until one of
+        them changes (see :meth:`write`): every worker drops its copy at its
+        next request."""
+        config = self.sudo().search_fetch([("id", "=", config_id)], HOT_FIELDS)
+        if not config:
+            return None
+        return {
+            name: config._fields[name].convert_to_cache(config[name], config)
+            for name in HOT_FIELDS
+        }
+
+    def write(self, vals):
+        changed = HOT_SET.intersection(vals)
+        # An access token refresh of an Out configuration keeps the caches.
+        if changed and (
+            changed != {"oauth2_access_token"}
+            or any(config.request_type == "in" for config in self)
+        ):
+            self.env.registry.clear_cache()  # _inbound_hot_values
+        return super().write(vals)
 
     @api.model
     @tools.ormcache()
@@ -624,7 +677,7 @@ class BjApiSyncInboundMixin(models.AbstractModel):
     def _inbound_dispatch(self, call):
         """Answer ``call`` with the rights of this environment's user.
 
-        The work runs in a savepoint: a failure leaves no change behind. A
+        A failure leaves no change behind: the transaction is rolled back. A
         known Idempotency-Key gets its stored answer again.
 
         :raises InboundError: with the status of the failure (SPEC §11)
@@ -638,12 +691,16 @@ class BjApiSyncInboundMixin(models.AbstractModel):
                 return replay
         work = getattr(self, f"_inbound_{operation}")
         try:
-            if call.method == "GET" and not self._inbound_runs_code():
-                # Reading runs no code: nothing to undo, no savepoint.
+            try:
                 answer = work(call)
-            else:
-                with self.env.cr.savepoint():
-                    answer = work(call)
+            except Exception:
+                if call.method != "GET" or self._inbound_runs_code():
+                    # Nothing of a failed request is kept but its log row
+                    # (written after this, in a new transaction). Before the
+                    # work, this transaction only read: rolling all of it back
+                    # costs less than a savepoint around every request.
+                    self.env.cr.rollback()
+                raise
         except (InboundError, ConcurrencyError):
             raise
         except MappingError as error:
@@ -745,16 +802,42 @@ class BjApiSyncInboundMixin(models.AbstractModel):
         [(locked,)] = self.env.execute_query(query)
         return locked
 
-    def _inbound_lock(self, *keys):
-        """Wait for the transaction-level advisory locks ``keys``, in one
-        statement, taken in ascending order (two requests never wait for each
-        other crosswise)."""
+    def _inbound_lock(self, *keys, column_of=None):
+        """Wait for the transaction-level advisory locks ``keys``, taken in
+        ascending order (two requests never wait for each other crosswise).
+
+        :param column_of: ``(model, column field, values)``: in the same round
+            trip, after the locks, read the values of that column among
+            ``values`` (see :meth:`_inbound_column_values`)
+        :return: ``(current, rows)``: whether this transaction's snapshot is
+            provably still the committed state of the database, no
+            transaction it does not see having committed (see
+            :data:`SNAPSHOT_IS_CURRENT`; then nothing the previous holder of a
+            lock wrote can be missing from it); the column values read, or
+            None
+        """
+        rows = SQL("NULL")
+        if column_of:
+            model, column, values = column_of
+            model.flush_model([column.name])
+            rows = SQL(
+                "ARRAY(SELECT %s FROM %s WHERE %s IN %s)",
+                SQL.identifier(column.name),
+                SQL.identifier(model._table),
+                SQL.identifier(column.name),
+                tuple(values),
+            )
         self.env.cr.execute(
             SQL(
-                "SELECT pg_advisory_xact_lock(key) FROM unnest(%s::bigint[]) AS key",
+                "SELECT pg_advisory_xact_lock(key) FROM unnest(%s::bigint[]) AS key;"
+                " SELECT %s, %s",
                 sorted(keys),
+                SNAPSHOT_IS_CURRENT,
+                rows,
             )
         )
+        current, rows = self.env.cr.fetchone()
+        return bool(current), rows
 
     def _inbound_mapping_failure(self, error):
         """The 422 of a value a line cannot take. The message of a Python line
@@ -847,6 +930,10 @@ class BjApiSyncInboundMixin(models.AbstractModel):
             records' fields for the answer
         """
         if in_domain and records:
+            # Whatever the change left to recompute is written now, in one
+            # UPDATE a table, rather than partly for this read and partly at
+            # commit.
+            self.env.flush_all()
             inside = records.search_fetch(
                 self._inbound_domain() & Domain("id", "in", records.ids),
                 mapping.first_level_fields(records),
@@ -1100,7 +1187,8 @@ class BjApiSyncInboundMixin(models.AbstractModel):
         Concurrent requests with one identifier value take turns on a
         transaction-level advisory lock of (configuration, identifier), so one
         record is created, never two. The snapshot of this transaction may
-        predate the commit of the request that held the lock before: an
+        predate the commit of the request that held the lock before: unless
+        the snapshot is provably current (see :meth:`_inbound_lock`), an
         identifier found nowhere here is looked up again with a fresh snapshot,
         and when it exists there the request is run again
         (:class:`InboundRetry`).
@@ -1121,13 +1209,20 @@ class BjApiSyncInboundMixin(models.AbstractModel):
             ident = repr(domain)
             searched[ident], values[ident] = search_value, value
             keys.append(ident)
+        current, rows = False, None
         if searched:
-            self._inbound_lock(
-                *(advisory_key("identifier", self.id, ident) for ident in searched)
+            # The plain column's values are read with the locks (one round
+            # trip): the snapshot is the same before and after them.
+            column = self._inbound_plain_column(model, line.field_path)
+            plain = [value for value in searched.values() if value]
+            current, rows = self._inbound_lock(
+                *(advisory_key("identifier", self.id, ident) for ident in searched),
+                column_of=(model, column, plain) if column and plain else None,
             )
         scope = self._inbound_domain()
+        seen = collections.Counter()
         found = self._inbound_search_identifiers(
-            model, line.field_path, scope, searched
+            model, line.field_path, scope, searched, seen=seen, rows=rows
         )
         for ident, records in found.items():
             if len(records) > 1:
@@ -1140,8 +1235,8 @@ class BjApiSyncInboundMixin(models.AbstractModel):
                     ),
                 )
         missing = [searched[ident] for ident in searched if not found[ident]]
-        if missing and self._inbound_created_meanwhile(
-            model, scope, line.field_path, missing
+        if missing and not current and self._inbound_created_meanwhile(
+            model, scope, line.field_path, missing, seen=seen
         ):
             raise InboundRetry("An identifier was created by a concurrent request.")
         return keys, found
@@ -1161,7 +1256,9 @@ class BjApiSyncInboundMixin(models.AbstractModel):
             return field
         return None
 
-    def _inbound_search_identifiers(self, model, path, scope, searched, seen=None):
+    def _inbound_search_identifiers(
+        self, model, path, scope, searched, seen=None, rows=None
+    ):
         """``{identifier key: records}`` for ``searched`` (``{identifier key:
         value}`` of the identifier field ``path``), within ``scope``.
 
@@ -1171,8 +1268,11 @@ class BjApiSyncInboundMixin(models.AbstractModel):
         object costs no search at all). Other fields, and empty values (which
         may match NULL), get one search each.
 
-        :param seen: a set, given the plain column values the table holds
-            (whether the user may see their records or not)
+        :param seen: a set or a :class:`collections.Counter`, given the plain
+            column values the table holds (whether the user may see their
+            records or not; a counter counts their rows)
+        :param rows: the plain column values :meth:`_inbound_column_values`
+            would read, already read
         """
         column = self._inbound_plain_column(model, path)
         found, by_value = {}, {}
@@ -1183,11 +1283,13 @@ class BjApiSyncInboundMixin(models.AbstractModel):
             else:
                 found[ident] = model.search(scope & Domain(path, "=", value), limit=2)
         if by_value:
-            present = set(
-                self._inbound_column_values(self.env.cr, model, column, by_value)
-            )
+            if rows is None:
+                rows = self._inbound_column_values(
+                    self.env.cr, model, column, by_value
+                )
+            present = set(rows)
             if seen is not None:
-                seen.update(present)
+                seen.update(rows)
             if present:
                 domain = scope & Domain(path, "in", list(present))
                 for record in model.search_fetch(domain, [path]):
@@ -1212,7 +1314,7 @@ class BjApiSyncInboundMixin(models.AbstractModel):
         )
         return [value for (value,) in cr.fetchall()]
 
-    def _inbound_created_meanwhile(self, model, scope, path, values):
+    def _inbound_created_meanwhile(self, model, scope, path, values, seen=None):
         """Whether a record whose identifier ``path`` is one of ``values``
         was committed after this transaction's snapshot began: a short
         transaction of its own sees the database as it is now.
@@ -1221,6 +1323,10 @@ class BjApiSyncInboundMixin(models.AbstractModel):
         snapshots, whatever the rules and domain (a difference can only be a
         concurrent change); otherwise the fresh transaction searches with the
         same rights and domain.
+
+        :param seen: the rows per plain column value of this snapshot (a
+            :class:`collections.Counter`), when
+            :meth:`_inbound_search_identifiers` already read them
         """
         column = self._inbound_plain_column(model, path)
         if column is None or not all(values):
@@ -1228,10 +1334,13 @@ class BjApiSyncInboundMixin(models.AbstractModel):
             with self.env.registry.cursor() as cr:
                 fresh = model.with_env(model.env(cr=cr))
                 return bool(fresh.search_count(scope & domains, limit=1))
-        seen = self._inbound_column_values(self.env.cr, model, column, values)
+        if seen is None:
+            rows = self._inbound_column_values(self.env.cr, model, column, values)
+            seen = collections.Counter(rows)
+        before = sum(seen[value] for value in values)
         with self.env.registry.cursor() as cr:
             now = self._inbound_column_values(cr, model, column, values)
-        return len(now) > len(seen)
+        return len(now) > before
 
     def _inbound_update(self, call):
         if not isinstance(call.body, dict):

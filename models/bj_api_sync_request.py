@@ -12,6 +12,7 @@ and logs each exchange. Hooks other mixins override (calling ``super()``):
 * ``_concurrency_limit()``: requests of one configuration in flight at once.
 """
 
+import ast
 import functools
 import hashlib
 import json
@@ -131,10 +132,12 @@ class BjApiSyncRequestMixin(models.AbstractModel):
         self.ensure_one()
         text = (self.filter_domain or "").strip() or "[]"
         try:
-            value = safe_eval(text, self._get_domain_eval_context())
-            domain = Domain(value)
-            if self.model_name:
-                domain.validate(self.env[self.model_name])
+            domain = self._constant_domain(self.model_name or "", text)
+            if domain is None:
+                value = safe_eval(text, self._get_domain_eval_context())
+                domain = Domain(value)
+                if self.model_name:
+                    domain.validate(self.env[self.model_name])
         except Exception as error:  # noqa: BLE001 - any failure is a bad domain
             raise ValidationError(
                 self.env._(
@@ -143,6 +146,25 @@ class BjApiSyncRequestMixin(models.AbstractModel):
                     error=error,
                 )
             ) from None
+        return domain
+
+    @api.model
+    @tools.ormcache("model_name", "text")
+    def _constant_domain(self, model_name, text):
+        """The validated ``Domain`` of a filter domain made of literals only
+        (``[]``, ``[("active", "=", True)]``…), the same for every user and
+        moment: parsed once per process. None when ``text`` uses a name
+        (``uid``, ``context_today()``…) and must be evaluated each time.
+
+        :raises ValueError: for a literal domain that is not valid
+        """
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            return None
+        domain = Domain(value)
+        if model_name:
+            domain.validate(self.env[model_name])
         return domain
 
     def _get_matching_records(self, limit=None):

@@ -107,7 +107,9 @@ class Odoo:
             "--http-interface=127.0.0.1",
         ]
         if db:
-            flags += [f"--database={db}", f"--db-filter=^{db}$"]
+            # --database alone exposes that database only, and answers
+            # without listing the databases of the cluster at each request.
+            flags += [f"--database={db}"]
         return flags
 
     def query(self, sql, params=(), db="postgres"):
