@@ -1235,8 +1235,12 @@ class BjApiSyncInboundMixin(models.AbstractModel):
                     ),
                 )
         missing = [searched[ident] for ident in searched if not found[ident]]
-        if missing and not current and self._inbound_created_meanwhile(
-            model, scope, line.field_path, missing, seen=seen
+        if (
+            missing
+            and not current
+            and self._inbound_created_meanwhile(
+                model, scope, line.field_path, missing, seen=seen
+            )
         ):
             raise InboundRetry("An identifier was created by a concurrent request.")
         return keys, found
@@ -1284,9 +1288,7 @@ class BjApiSyncInboundMixin(models.AbstractModel):
                 found[ident] = model.search(scope & Domain(path, "=", value), limit=2)
         if by_value:
             if rows is None:
-                rows = self._inbound_column_values(
-                    self.env.cr, model, column, by_value
-                )
+                rows = self._inbound_column_values(self.env.cr, model, column, by_value)
             present = set(rows)
             if seen is not None:
                 seen.update(rows)
