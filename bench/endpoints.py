@@ -196,7 +196,7 @@ def b7_list(url, api_key, domain, count, rounds=3, size=100):
 # ----------------------------------------------------------------------------
 
 
-def b8_upsert(env, url, api_key, rounds=3, singles=100, arrays=7, size=100):
+def b8_upsert(env, url, api_key, rounds=5, singles=100, arrays=7, size=100):
     """POST ``singles`` single new objects a round vs
     ``/json/2/res.partner/create`` of the same values, then ``arrays`` arrays
     of ``size`` new objects a round vs ``create()`` of the same values in this

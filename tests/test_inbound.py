@@ -581,6 +581,42 @@ class TestInbound(UsersMixin, BjApiSyncHttpCase):
         self.assertEqual(hidden.name, "Hidden B")
         self.assertTrue(hidden.exists())
 
+    def test_no_domain_read_rules_still_apply(self):
+        """Without a filter domain the written record is checked against the
+        read rules alone (no statement when none applies): a record the user
+        may create but not read is refused like one outside the domain."""
+        self.config.filter_domain = False
+        self.env["ir.rule"].create(
+            {
+                "name": "bj test: H- partners unreadable",
+                "model_id": self.partner_model.id,
+                "groups": [Command.link(self.env.ref("base.group_user").id)],
+                "domain_force": "[('ref', 'not =like', 'H-%')]",
+                "perm_read": True,
+                "perm_write": False,
+                "perm_create": False,
+                "perm_unlink": False,
+            }
+        )
+        body = self.assertSuccess(
+            self.call("POST", "t-partners", {"ref": "V-1", "name": "Visible"}), 201
+        )
+        self.assertEqual(body["data"]["name"], "Visible")
+        response = self.call("POST", "t-partners", {"ref": "H-1", "name": "Hidden"})
+        self.assertError(response, 422, "filter domain")
+        self.assertNotIn("Hidden", response.text)
+        self.assertFalse(self.partners("H-1"))
+        # archived on creation: a search would not find it either
+        self.config.line_ids = [
+            Command.create(
+                {"field_path": "active", "api_key": "active", "direction": "in"}
+            )
+        ]
+        archived = {"ref": "V-2", "name": "Archived", "active": False}
+        response = self.call("POST", "t-partners", archived)
+        self.assertError(response, 422, "filter domain")
+        self.assertFalse(self.partners("V-2"))
+
     # -- signatures ------------------------------------------------------------
 
     def test_signature(self):
