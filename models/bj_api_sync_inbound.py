@@ -942,9 +942,8 @@ class BjApiSyncInboundMixin(models.AbstractModel):
                 # where reading them checks no right: checked here (model and
                 # fields, 403), as the statement would have.
                 records.browse().check_access("read")
-                records.check_field_access_rights(
-                    "read", mapping.first_level_fields(records)
-                )
+                for name in mapping.first_level_fields(records):
+                    records._check_field_access(records._fields[name], "read")
                 inside = records._filtered_access("read")
             else:
                 inside = records.search_fetch(
