@@ -8,7 +8,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 export PYTHON
 
-.PHONY: help run test test-plain test-odoo test-pytest lint e2e bench
+.PHONY: help run test test-plain test-odoo test-pytest lint pot pot-check e2e bench
 
 help: ## Show the targets
 	@echo "Targets:"
@@ -37,3 +37,9 @@ bench: ## Benchmarks B0-B8 on a fresh database; writes bench/RESULTS.md (~15 min
 
 lint: ## ruff check + ruff format --check (ruff.toml); pylint-odoo when installed (.pylintrc)
 	@bash scripts/lint.sh
+
+pot: ## Regenerate i18n/bj_api_sync.pot with Odoo's export, in a fresh database (~2 min)
+	@bash scripts/check_pot.sh --write
+
+pot-check: ## Fail when i18n/bj_api_sync.pot is stale (skipped without Odoo; .ci/run runs it)
+	@bash scripts/check_pot.sh

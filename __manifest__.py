@@ -25,5 +25,8 @@
         "views/bj_api_sync_menus.xml",
     ],
     "demo": ["demo/bj_api_sync_demo.xml"],
+    "assets": {
+        "web.assets_tests": ["bj_api_sync/static/tests/tours/*.js"],
+    },
     "uninstall_hook": "uninstall_hook",
 }

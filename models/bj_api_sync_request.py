@@ -332,10 +332,24 @@ class BjApiSyncRequestMixin(models.AbstractModel):
                 "Idempotency-Key": idempotency_key,
             }
         )
-        for header in self.sudo().header_ids:
-            headers[header.key.strip()] = header.value or ""
+        for key, value in self._get_request_constants()[2]:
+            headers[key] = value
         headers.update(getattr(self, f"_get_auth_headers_{self.auth_type}")())
         return dict(headers.items())
+
+    @tools.ormcache("self.id")
+    def _get_request_constants(self):
+        """``(method, parameters, custom headers)`` that every request of this
+        configuration repeats, read once and cached until one of them changes
+        (the delivery cron prepares thousands of requests a minute); the
+        method is None unless there is exactly one."""
+        config = self.sudo()
+        methods = config.http_method_ids
+        return (
+            methods.name if len(methods) == 1 else None,
+            tuple((p.key, p.value or "") for p in config.param_ids),
+            tuple((h.key.strip(), h.value or "") for h in config.header_ids),
+        )
 
     @api.model
     def _module_version(self):
@@ -361,9 +375,10 @@ class BjApiSyncRequestMixin(models.AbstractModel):
         its query string is the parameters plus, when not paginated, the object's
         top-level scalar values (the transport writes booleans as true/false)."""
         self.ensure_one()
-        method = self.http_method_ids.name
+        method, params, _headers = self._get_request_constants()
+        method = method or self.http_method_ids.name  # raises unless exactly one
         unit.idempotency_key = unit.idempotency_key or str(uuid.uuid4())
-        params = [(p.key, p.value or "") for p in self.sudo().param_ids]
+        params = list(params)
         body = None
         if method == "GET":
             data = unit.body
@@ -649,6 +664,13 @@ class BjApiSyncRequestMixin(models.AbstractModel):
                 for config, _unit, _request in jobs
             },
         )
+        return self._finish_sent(jobs, results)
+
+    @api.model
+    def _finish_sent(self, jobs, results):
+        """What follows sending ``jobs`` (``(config, unit, request)``): the
+        ``_after_send`` hook, and a line in the server log per failure; return
+        the results (the hook may replace some)."""
         results = self._after_send(jobs, results)
         for (config, _unit, request), result in zip(jobs, results, strict=True):
             if result and result.outcome != "success":
@@ -679,17 +701,20 @@ class BjApiSyncRequestMixin(models.AbstractModel):
             "config_id": self.id,
             "res_model": records._name,
             "res_ids": ",".join(str(i) for i in records.ids),
-            "request_method": self.http_method_ids[:1].name,
-            "request_url": unit.url or self.request_url,
         }
         if request is None:
             values.update(
+                request_method=self.http_method_ids[:1].name,
+                request_url=unit.url or self.request_url,
                 state="error",
                 error_message=unit.error,
                 attempts=0,
             )
             return self.env["bj.api.log"]._scrub_values(values, secrets)
+        # Read from the request, not the configuration: the delivery cron
+        # stores results after a commit emptied the ORM cache.
         values.update(
+            request_method=request.method,
             request_url=result.url or request.url,
             request_headers=request.headers,
             request_body=request.body.decode() if request.body else False,
@@ -710,22 +735,30 @@ class BjApiSyncRequestMixin(models.AbstractModel):
             jsonenc.dumps_pretty(redact_headers(headers)), self._get_secrets()
         )
 
-    def _preview_body(self, unit, request):
+    def _prepare_preview_unit(self, records):
+        """The first unit ``records`` make (see :meth:`_prepare_units`), or
+        None: what the Preview button and the Sample Payload panel show. Built
+        with the rights of ``records``' environment; nothing is sent."""
+        self.ensure_one()
+        if not records:
+            return None
+        return next(iter(self._prepare_units(records)), None)
+
+    def _preview_body(self, unit):
         """The body a preview shows: JSON indented, other formats as sent."""
         if self._sent_body_format() == "json":
             return jsonenc.dumps_pretty(unit.body)
-        return request.body.decode()
+        return unit.body_text
 
     def _prepare_preview_values(self, records):
         """What the first request would look like, secrets masked; nothing sent."""
-        units = list(self._prepare_units(records)) if records else []
+        unit = self._prepare_preview_unit(records)
         values = {"config_id": self.id, "record_count": len(records)}
-        if not units:
+        if unit is None:
             values["error_message"] = self.env._(
                 "No %(model)s record matches the filter domain.", model=self.model_name
             )
             return values
-        unit = units[0]
         if unit.error:
             values["error_message"] = unit.error
             return values
@@ -736,7 +769,7 @@ class BjApiSyncRequestMixin(models.AbstractModel):
             request_method=request.method,
             request_url=redact_text(redact_url(url), secrets),
             request_headers=self._redacted_headers(request.headers),
-            request_body=redact_text(self._preview_body(unit, request), secrets)
+            request_body=redact_text(self._preview_body(unit), secrets)
             if request.body is not None
             else False,
         )
