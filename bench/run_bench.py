@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmarks of bj_api_sync: ``python3 bench/run_bench.py`` from the checkout.
 
-Creates one fresh, uniquely named database, installs bj_api_sync, runs B0–B9 and B11,
+Creates one fresh, uniquely named database, installs bj_api_sync, runs B0–B11,
 prints one line per benchmark, drops the database (always) and writes
 bench/RESULTS.md. Exit status: 0 when every target is met, 1 when one is not,
 2 when the bench itself could not run.
@@ -35,7 +35,7 @@ from testkit.processes import die_with_parent  # noqa: E402
 
 import receivers  # noqa: E402
 
-ALL = ("B0", "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B11")
+ALL = ("B0", "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11")
 
 
 def log(message):
@@ -214,6 +214,7 @@ def run(args, env, dbname, fast, slow):
     import cases  # noqa: PLC0415
     import dataset  # noqa: PLC0415
     import endpoints  # noqa: PLC0415
+    import hotrecord  # noqa: PLC0415
     import imports  # noqa: PLC0415
     import ratelimit  # noqa: PLC0415
 
@@ -282,6 +283,15 @@ def run(args, env, dbname, fast, slow):
             others[6500:6600],
         )
         attempt("B5", b5_memory, env, dbname, renv, payload_config, fast, len(ids))
+        attempt(
+            "B10",
+            hotrecord.b10_hot_record,
+            renv,
+            slow,
+            others[6900],
+            others[7000 : 7000 + hotrecord.DISTINCT],
+            args.b10_hot,
+        )
         # B9 needs no Odoo HTTP server: before the server-based B6-B8.
         attempt("B9", imports.b9_import, renv, fast)
         served = [key for key in ("B6", "B7", "B8") if key in selected]
@@ -356,6 +366,13 @@ def main():
     )
     parser.add_argument(
         "--results", default=os.path.join(BENCH_DIR, "RESULTS.md"), help="output"
+    )
+    parser.add_argument(
+        "--b10-hot",
+        type=int,
+        default=20_000,
+        help="queued updates of B10's hot record (20,000; without compaction "
+        "they go one after the other: about 20 minutes)",
     )
     parser.add_argument(
         "--no-install", action="store_true", help="never apt-get install nginx"

@@ -213,14 +213,23 @@ class BjApiLog(models.Model):
         return values
 
     @api.model
-    def _insert_batch(self, vals_list):
+    def _insert_batch(self, vals_list, companies=None, first=None):
         """Write many log rows with one INSERT; return them.
 
         Logs are append-only rows that nothing computes from, written by the
         delivery cron at high rate: the generic ``create`` costs more than the
         HTTP exchange it records. Values must already be scrubbed.
+
+        :param companies: ``{config id: company id or None}`` when the caller
+            knows them (else read from the configurations)
+        :param first: an SQL statement sent in the same round trip, before
+            the INSERT (the delivery cron settles its rows so: updated first,
+            the rows the logs point to are not locked twice); nothing is
+            returned then
         """
         if not vals_list:
+            if first is not None:
+                self.env.execute_query(first)
             return self.browse()
         # Columns not given get NULL, not the field default; nor is the
         # summary computed here.
@@ -239,12 +248,15 @@ class BjApiLog(models.Model):
             c for c in columns if c not in self._fields or not self._fields[c].store
         ]
         if unknown or "company_id" in columns:
+            if first is not None:
+                self.env.execute_query(first)
             return self.sudo().create(vals_list)
         config_ids = {vals.get("config_id") for vals in vals_list} - {None, False}
-        companies = {
-            config.id: config.company_id.id or None
-            for config in self.env["bj.api.sync.config"].sudo().browse(config_ids)
-        }
+        if companies is None or not config_ids <= companies.keys():
+            companies = {
+                config.id: config.company_id.id or None
+                for config in self.env["bj.api.sync.config"].sudo().browse(config_ids)
+            }
         # The time of writing (a log row's moment), which costs no query.
         now = fields.Datetime.now()
         uid = self.env.uid
@@ -262,13 +274,15 @@ class BjApiLog(models.Model):
             )
             for vals in vals_list
         ]
-        ids = self.env.execute_query(
-            SQL(
-                "INSERT INTO bj_api_log (%s) VALUES %s RETURNING id",
-                SQL(", ").join(SQL.identifier(c) for c in columns + audit),
-                SQL(", ".join(["%s"] * len(rows)), *rows),
-            )
+        insert = SQL(
+            "INSERT INTO bj_api_log (%s) VALUES %s",
+            SQL(", ").join(SQL.identifier(c) for c in columns + audit),
+            SQL(", ".join(["%s"] * len(rows)), *rows),
         )
+        if first is not None:
+            self.env.cr.execute(SQL("%s; %s", first, insert))
+            return self.browse()
+        ids = self.env.execute_query(SQL("%s RETURNING id", insert))
         return self.browse([row[0] for row in ids])
 
     @api.model

@@ -10,6 +10,7 @@ provides ``_get_auth_headers_<auth_type>``.
 """
 
 import base64
+import functools
 import json
 import logging
 import time
@@ -35,6 +36,13 @@ TOKEN_MAX_LIFETIME = 365 * 24 * 3600
 #: Longest rotation grace period (hours): a year.
 SIGNING_GRACE_MAX_HOURS = 365 * 24
 ALLOWED_HOSTS_PARAM = "bj_api_sync.allowed_hosts"
+
+
+@functools.lru_cache(maxsize=16)
+def _host_patterns(value):
+    """The patterns of the allow-list parameter's value (parsed once: every
+    request checks them)."""
+    return tuple(p.strip().lower() for p in value.split(",") if p.strip())
 
 
 class BjApiSyncAuthMixin(models.AbstractModel):
@@ -169,7 +177,7 @@ class BjApiSyncAuthMixin(models.AbstractModel):
     @api.model
     def _allowed_host_patterns(self):
         value = self.env["ir.config_parameter"].sudo().get_param(ALLOWED_HOSTS_PARAM)
-        return [p.strip().lower() for p in (value or "").split(",") if p.strip()]
+        return _host_patterns(value or "")
 
     @api.model
     def _host_refusal(self, url):

@@ -22,17 +22,25 @@ and payloads are built (and JSON read back into values) by the mapping engine,
 ``mapping.py``.
 """
 
+import psycopg2
+
 from odoo import SUPERUSER_ID, api, fields, models, tools
 from odoo.exceptions import AccessError, UserError, ValidationError
 
 from ..exceptions import SyncError
-from ..mapping import MAPPING_MAX_DEPTH, LinePlan
+from ..mapping import MAPPING_MAX_DEPTH, OUT_DIRECTIONS, LinePlan
 from ..tools import sandbox, transport
+from ..tools.redact import redact_text, truncate
 from .bj_api_sync_delivery import OPEN_STATES
 
 #: Only members of this group write Python code (lines and scripts), as Odoo
 #: lets only them write server-action code (SPEC §9).
 CODE_GROUP = "base.group_system"
+#: Users of this group may see samples built by Python code (SPEC §9): code
+#: runs for nobody else when a form is merely opened.
+SAMPLE_CODE_GROUP = "bj_api_sync.group_bj_api_manager"
+#: The Sample Payload panel shows at most this many bytes.
+SAMPLE_LIMIT = 16 * 1024
 #: Fields whose change changes the cached line plans.
 PLAN_FIELDS = frozenset(
     {
@@ -161,6 +169,12 @@ class BjApiSyncConfig(models.Model):
         compute="_compute_can_edit_code",
         help="Whether the current user may write Python code (Settings admins).",
     )
+    sample_payload = fields.Text(
+        compute="_compute_sample_payload",
+        help="The payload built from the first record matching the filter domain "
+        "that you may read, with your access rights; nothing is sent. Save the "
+        "configuration to refresh it.",
+    )
 
     # Bounds of numeric settings, enforced by the database (NaN and infinities
     # fail them too): absurd values are refused when saving, naming the field.
@@ -223,6 +237,28 @@ class BjApiSyncConfig(models.Model):
         can = self._user_can_write_code()
         for config in self:
             config.can_edit_code = can
+
+    @api.depends(
+        "request_type",
+        "model_id",
+        "filter_domain",
+        "python_script",
+        "http_method_ids",
+        "body_format",
+        "xml_root_tag",
+        "is_paginated",
+        "line_ids.sequence",
+        "line_ids.field_path",
+        "line_ids.api_key",
+        "line_ids.value_type",
+        "line_ids.mapping_config_id",
+        "line_ids.python_code",
+        "line_ids.direction",
+    )
+    @api.depends_context("uid", "allowed_company_ids")
+    def _compute_sample_payload(self):
+        for config in self:
+            config.sample_payload = config._get_sample_payload()
 
     def _compute_log_count(self):
         counts = dict(
@@ -490,6 +526,93 @@ class BjApiSyncConfig(models.Model):
         company only (``AccessError`` for everybody else), checked before any
         ``sudo()``."""
         self.check_access("write")
+
+    # ------------------------------------------------------------------
+    # Sample payload
+    # ------------------------------------------------------------------
+
+    def _get_sample_payload(self):
+        """The text of the Sample Payload panel: the body the first record
+        matching the domain makes, built by the Preview's code path with the
+        current user's rights and record rules (never as superuser), secrets
+        masked; an explanation instead when there is nothing to show or the
+        user may not see it. Python code runs for BJ API Managers only.
+        """
+        self.ensure_one()
+        if not self.id:
+            # A form being edited: its lines are not saved yet.
+            if self.request_type != "out":
+                return False
+            return self.env._("Save the configuration to see a sample payload.")
+        # Whoever asks (a sudo() caller included) sees what its own user may
+        # see; and nothing of a configuration that user may not read.
+        config = self.with_env(self.env(su=False))
+        if not config.has_access("read"):
+            return self.env._("You are not allowed to read this configuration.")
+        if config.request_type != "out":
+            return False
+        if not config.line_ids:
+            return self.env._("Add field mappings to see a sample payload.")
+        if config._runs_python_code() and not config.env.user.has_group(
+            SAMPLE_CODE_GROUP
+        ):
+            return self.env._(
+                "The sample payload is not available: this configuration runs "
+                "Python code, which only BJ API Managers may run."
+            )
+        model = config.env[config.model_name]
+        if not model.has_access("read"):
+            return self.env._(
+                "The sample payload is not available: you are not allowed to "
+                "read %(model)s records.",
+                model=config.model_name,
+            )
+        try:
+            records = config._get_matching_records(limit=1)
+            unit = config._prepare_preview_unit(records)
+        except psycopg2.Error:
+            raise  # the transaction is gone: not something to show in a panel
+        except Exception as error:  # noqa: BLE001 - the form opens all the same
+            # A bad domain, a record rule on a related record...: the message
+            # the user would get from Odoo opening the same records.
+            return self.env._(
+                "The sample payload cannot be built: %(error)s", error=error
+            )
+        if unit is None:
+            return self.env._(
+                "No %(model)s record you may read matches the filter domain.",
+                model=config.model_name,
+            )
+        if unit.error:
+            text = self.env._(
+                "The sample payload cannot be built: %(error)s", error=unit.error
+            )
+        else:
+            text = config._preview_body(unit)
+        return truncate(redact_text(text, config._get_secrets()), SAMPLE_LIMIT)
+
+    def _runs_python_code(self):
+        """Whether building this configuration's payload runs Python code: its
+        Python Script, or an outbound Python line of its own or of a
+        configuration it nests (Mapping lines)."""
+        self.ensure_one()
+        if self.sudo().python_script:
+            return True
+        seen = set()
+        todo = [self.sudo()]
+        while todo:
+            config = todo.pop()
+            if config.id in seen:
+                continue
+            seen.add(config.id)
+            for plan in config._get_line_plans():
+                if plan.direction not in OUT_DIRECTIONS:
+                    continue
+                if plan.value_type == "python":
+                    return True
+                if plan.value_type == "mapping" and plan.mapping_config_id:
+                    todo.append(config.browse(plan.mapping_config_id))
+        return False
 
     @tools.ormcache("self.id")
     def _get_line_plans(self):

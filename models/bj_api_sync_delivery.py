@@ -1,6 +1,11 @@
+import contextlib
+import json
 import logging
 import math
 import random
+import time
+from collections import Counter
+from dataclasses import dataclass
 from datetime import timedelta
 
 import psycopg2.errors
@@ -11,6 +16,8 @@ from odoo.fields import Domain
 from odoo.tools import SQL, mute_logger
 
 from ..exceptions import RetryableSyncError, SyncError
+from ..tools import transport
+from .bj_api_sync_import import answer_objects
 from .bj_api_sync_request import Unit
 
 _logger = logging.getLogger(__name__)
@@ -20,17 +27,42 @@ RETRY_BASE_SECONDS = 30
 RETRY_MAX_SECONDS = 6 * 3600
 RETRY_JITTER = 0.2
 RETRY_AFTER_MAX_SECONDS = 24 * 3600
-#: Deliveries claimed together by one cron worker, then sent with at most each
-#: configuration's ``max_concurrency`` requests in flight, and committed at once.
-BATCH_SIZE = 64
-#: Seconds of sending a rate-limited configuration may put in one batch.
+#: Deliveries claimed together at most. A cron worker claims again as soon as
+#: fewer than half of that are still on their way, so its senders never wait
+#: for a whole batch to end.
+BATCH_SIZE = 128
+#: Deliveries one cron worker holds at most (claimed, result not yet stored).
+MAX_HELD = 2 * BATCH_SIZE
+#: Seconds after which a worker claims again even with enough deliveries on
+#: their way: a slow receiver's backlog never keeps other configurations waiting.
+CLAIM_INTERVAL = 1.0
+#: Seconds of sending a rate-limited configuration may hold at once.
 RATE_HORIZON = 3
-#: Batches in a row undone by conflicts with other workers before the cron
+#: Seconds a worker waits, once a result is in, for the next ones (while more
+#: requests are on their way) before storing them together: storing and
+#: committing a few results at once costs far less than one at a time, and a
+#: result is still committed within milliseconds of its answer.
+GATHER_SECONDS = 0.005
+#: Seconds a claimed delivery is kept from other workers while its worker sends
+#: it. The worker renews the lease while it lives; after a crash the deliveries
+#: it had claimed go again (same Idempotency-Key) once their lease has run out.
+LEASE_SECONDS = 60
+LEASE_RENEW_SECONDS = 15
+#: Seconds between two checks of the per-record queue flags in a long run.
+REPAIR_SECONDS = 30
+#: When the per-record flags were last checked, per database (this process).
+_REPAIRED = {}
+#: Claims in a row undone by conflicts with other workers before the cron
 #: leaves the rest to its next run.
 MAX_CONFLICTS = 5
 
 OPEN_STATES = ("pending", "retrying")
-CLOSED_STATES = ("done", "dead", "cancelled")
+CLOSED_STATES = ("done", "dead", "cancelled", "superseded")
+#: What a concurrent change of the same rows raises at the database.
+CONFLICTS = (
+    psycopg2.errors.SerializationFailure,
+    psycopg2.errors.LockNotAvailable,
+)
 
 
 def retry_delay(attempt, retry_after=None, rng=random):
@@ -45,6 +77,309 @@ def retry_delay(attempt, retry_after=None, rng=random):
     if retry_after and math.isfinite(float(retry_after)):
         delay = max(delay, min(float(retry_after), RETRY_AFTER_MAX_SECONDS))
     return delay
+
+
+@dataclass
+class Flight:
+    """One claimed delivery on its way, as plain data: what recording its
+    result needs survives the commits that empty the ORM cache."""
+
+    delivery_id: int
+    config_id: int
+    attempt_count: int
+    event: str
+    probing: bool
+    unit: Unit
+    request: transport.OutboundRequest
+
+
+@dataclass
+class Sender:
+    """What the flights of one configuration share (read once per claim)."""
+
+    key: tuple
+    limit: int
+    secrets: list
+    #: ``(data path, keys)`` of the write-back, None without one
+    write_back: tuple | None
+    company_id: int | None
+    max_attempts: int
+
+    def worth_writing_back(self, response_text):
+        """Whether a 2xx answer gives the write-back something to do (or to
+        report: an answer it cannot read)."""
+        if not self.write_back:
+            return False
+        try:
+            return answer_objects(response_text, *self.write_back) is not None
+        except ValueError:
+            return True
+
+
+class CronProgress:
+    """The cron's ``_commit_progress`` for a run that commits very often (each
+    stored result): every call commits, the progress is written at most once
+    a second."""
+
+    def __init__(self, env, interval=1.0):
+        self.env = env
+        self.interval = interval
+        self.processed = 0
+        self.remaining = None
+        self.reported = None
+        self.deadline = math.inf
+
+    def __call__(self, processed=0, remaining=None):
+        """Commit; return the cron's time left (0: stop)."""
+        self.processed += processed
+        self.remaining = remaining
+        now = time.monotonic()
+        if self.reported is None or now - self.reported >= self.interval:
+            return self.report()
+        # The cron's own transaction, between two reports of its progress.
+        self.env.cr.commit()  # pylint: disable=invalid-commit
+        return max(self.deadline - now, 0)
+
+    def report(self):
+        """Write the progress not written yet, and commit."""
+        left = self.env["ir.cron"]._commit_progress(
+            self.processed, remaining=self.remaining
+        )
+        self.processed = 0
+        self.reported = time.monotonic()
+        self.deadline = self.reported + left
+        return left
+
+
+class DeliveryRun:
+    """One run of the delivery cron (or of ``_process_due``): claims due
+    deliveries, hands their requests to a :class:`transport.Dispatcher` and
+    stores each result as soon as it is in.
+
+    With ``commit`` (the cron), claims are committed before anything is sent
+    (the rows are leased) and every stored result is committed at once: a crash
+    sends again only the requests that were in flight. Without it everything
+    happens in the current transaction (tests, shell). A record's next delivery
+    becomes claimable when the result of the previous one is stored: deliveries
+    of one record go one after the other, those of other records at the
+    configuration's full concurrency.
+    """
+
+    def __init__(self, model, limit=None, commit=None, rollback=None, claims=None):
+        self.model = model
+        self.limit = limit
+        self.commit_hook = commit
+        self.rollback_hook = rollback
+        self.claims_left = claims
+        self.dispatcher = transport.Dispatcher()
+        self.held = {}  # delivery id -> Flight
+        self.senders = {}  # config id -> Sender
+        self.handled = []
+        self.remaining = 0
+        self.stopping = False
+        self.conflicts = 0
+        self.found = True  # the last claim found something
+        self.progress = True  # results stored since the last claim
+        self.last_claim = 0.0
+        self.renewed = time.monotonic()  # every held lease is renewed together
+        self.skipped_configs = set()  # another worker probes them
+
+    # -- the loop -------------------------------------------------------------------
+
+    def run(self):
+        """Send until nothing is due (or ``limit`` deliveries were handled, or
+        the cron's time is up); return the deliveries handled."""
+        if self.commit_hook:
+            self.model._check_statistics()
+            self.repair()
+            self.remaining = self.model._count_due()
+            self.commit(0)
+        while True:
+            if self.wants_claim():
+                self.claim()
+            if not self.held:
+                if self.stopping or not self.found or self.claims_left == 0:
+                    break
+                continue
+            results = self.dispatcher.take(
+                timeout=CLAIM_INTERVAL, gather=GATHER_SECONDS
+            )
+            if results:
+                self.store(results)
+            self.keep_leases()
+        return self.model.browse(self.handled)
+
+    def commit(self, processed):
+        self.remaining = max(self.remaining - processed, 0)
+        if self.commit_hook and not self.commit_hook(
+            processed, remaining=self.remaining
+        ):
+            self.stopping = True  # the cron's time is up: finish what flies
+
+    def wants_claim(self):
+        if self.stopping or self.claims_left == 0:
+            return False
+        room = MAX_HELD - len(self.held)
+        if self.limit is not None:
+            room = min(room, self.limit - len(self.handled) - len(self.held))
+        if room <= 0:
+            return False
+        if len(self.held) < BATCH_SIZE // 2 and (self.found or self.progress):
+            return True
+        return time.monotonic() - self.last_claim >= CLAIM_INTERVAL
+
+    def claim(self):
+        """Claim, lease and prepare the next due deliveries, commit, then hand
+        their requests over."""
+        self.last_claim = time.monotonic()
+        self.progress = False
+        room = MAX_HELD - len(self.held)
+        if self.limit is not None:
+            room = min(room, self.limit - len(self.handled) - len(self.held))
+        held = Counter(flight.config_id for flight in self.held.values())
+        try:
+            claimed = self.model._claim_batch(
+                min(BATCH_SIZE, room),
+                held=held,
+                skip=self.skipped_configs,
+                lease=True,
+            )
+            flights, settled = self.prepare(claimed)
+        except CONFLICTS:
+            # Another worker changed a row we were about to claim.
+            if not self.rollback_hook:
+                raise
+            self.rollback_hook()
+            self.conflicts += 1
+            if self.conflicts > MAX_CONFLICTS:
+                self.stopping = True
+            return
+        self.conflicts = 0
+        self.found = bool(claimed)
+        if self.claims_left:
+            self.claims_left -= 1
+        if not claimed:
+            if self.rollback_hook:
+                self.rollback_hook()  # nothing written: end the read, see new rows
+            return
+        self.handled += settled.ids
+        self.commit(len(settled))
+        for flight in flights:
+            sender = self.senders[flight.config_id]
+            self.held[flight.delivery_id] = flight
+            self.dispatcher.submit(
+                flight.delivery_id, flight.request, sender.key, sender.limit
+            )
+
+    def prepare(self, claimed):
+        """Lease and prepare ``claimed``; a row that breaks the preparation of
+        the others at the database is pushed back with the error, with all of
+        them, so the next claim moves on to other rows."""
+        Delivery = self.model
+        if not claimed:
+            return [], Delivery
+        try:
+            with Delivery.env.cr.savepoint():
+                return claimed._prepare_flights(self.senders, self.skipped_configs)
+        except CONFLICTS:
+            raise
+        except Exception as error:  # noqa: BLE001 - recorded on the rows
+            _logger.warning(
+                "bj_api_sync: preparing %s deliveries failed: %s", len(claimed), error
+            )
+            claimed.invalidate_recordset()
+            for delivery in claimed:
+                delivery._mark_broken(error)
+            return [], claimed
+
+    def store(self, results):
+        """Store the results just in, then commit."""
+        self.progress = True
+        pairs = [(self.held.pop(token), result) for token, result in results]
+        sent = [(flight, result) for flight, result in pairs if result is not None]
+        unsent = self.model.browse(
+            [flight.delivery_id for flight, result in pairs if result is None]
+        )
+        try:
+            with self.atomic():
+                handled = self.model._store_results(sent, self.senders)
+        except CONFLICTS:
+            # Someone changed one of these rows meanwhile (a manager cancelled
+            # it, say): store the others one by one; that one keeps its change.
+            handled = self.model.browse()
+            for pair in sent:
+                try:
+                    with self.model.env.cr.savepoint():
+                        handled |= self.model._store_results([pair], self.senders)
+                except CONFLICTS:
+                    continue
+        except Exception as error:  # noqa: BLE001 - recorded on the rows
+            _logger.warning(
+                "bj_api_sync: storing %s delivery results failed: %s",
+                len(sent),
+                error,
+            )
+            handled = self.model.browse([flight.delivery_id for flight, _r in sent])
+            handled.invalidate_recordset()
+            for delivery in handled:
+                delivery._mark_broken(error)
+        # Rows left unsent (their receiver just failed) lose their lease and
+        # nothing else: no attempt is counted, a later claim takes them again.
+        if not self.guarded(unsent._release):
+            for delivery in unsent:
+                self.guarded(delivery._release)
+        self.handled += handled.ids
+        self.commit(len(handled))
+
+    def guarded(self, step):
+        """Run ``step`` (see ``atomic``); False when a concurrent change of
+        the same rows undid it (the other change stays)."""
+        try:
+            with self.atomic():
+                step()
+        except CONFLICTS:
+            return False
+        return True
+
+    def repair(self):
+        """Free the rows a race left waiting behind nothing, every
+        ``REPAIR_SECONDS`` at most (per database, in this process)."""
+        dbname = self.model.env.cr.dbname
+        now = time.monotonic()
+        if now - _REPAIRED.get(dbname, -math.inf) < REPAIR_SECONDS:
+            return False
+        _REPAIRED[dbname] = now
+        self.model._check_statistics()
+        self.model._repair_queue()
+        return True
+
+    @contextlib.contextmanager
+    def atomic(self):
+        """A step undone alone when it fails: a savepoint, or the transaction
+        itself when the run commits as it goes (then nothing else is pending,
+        and a savepoint would cost two more round trips per stored result)."""
+        if not self.rollback_hook:
+            with self.model.env.cr.savepoint():
+                yield
+            return
+        try:
+            yield
+        except Exception:
+            self.rollback_hook()
+            raise
+
+    def keep_leases(self):
+        """Renew the leases of what this worker holds; now and then check the
+        per-record queue flags (see ``_repair_queue``)."""
+        now = time.monotonic()
+        if self.held and now - self.renewed >= LEASE_RENEW_SECONDS:
+            # A row a manager just changed fails the renewal: tried again on
+            # the next turn, in a transaction that sees the change.
+            if self.guarded(self.model.browse(list(self.held))._lease):
+                self.renewed = now
+                self.commit(0)
+        if self.commit_hook and self.repair():
+            self.commit(0)
 
 
 class BjApiSyncDelivery(models.Model):
@@ -92,14 +427,40 @@ class BjApiSyncDelivery(models.Model):
             ("done", "Done"),
             ("dead", "Dead"),
             ("cancelled", "Cancelled"),
+            ("superseded", "Superseded"),
         ],
         required=True,
         default="pending",
         index=True,
+        help="Superseded: a newer update of the same record was queued while "
+        "this one waited; it carries the latest state, this one is kept for the "
+        "record and never sent (Compact Backlog).",
     )
     attempt_count = fields.Integer(string="Attempts")
     next_attempt_at = fields.Datetime(
         string="Next Attempt", default=fields.Datetime.now, index=True
+    )
+    leased_until = fields.Datetime(
+        string="Claimed Until",
+        readonly=True,
+        copy=False,
+        help="Set while a delivery cron worker sends this row: other workers "
+        "leave it alone until then (the worker renews it while it lives). "
+        "After a crash the row goes again, with the same Idempotency-Key.",
+    )
+    queued_behind = fields.Boolean(
+        default=False,
+        readonly=True,
+        copy=False,
+        help="An older delivery of the same record and configuration still "
+        "waits: this one goes after it.",
+    )
+    superseded_by_id = fields.Many2one(
+        "bj.api.sync.delivery",
+        readonly=True,
+        copy=False,
+        index="btree_not_null",
+        ondelete="set null",
     )
     last_status_code = fields.Integer(string="Last Status")
     last_error = fields.Text()
@@ -111,8 +472,21 @@ class BjApiSyncDelivery(models.Model):
     _due_index = models.Index(
         "(state, next_attempt_at) WHERE state IN ('pending', 'retrying')"
     )
+    # A record's queue: its waiting rows, oldest first.
     _order_index = models.Index(
-        "(config_id, res_id, id) WHERE state IN ('pending', 'retrying')"
+        "(config_id, res_model, res_id, id) WHERE state IN ('pending', 'retrying')"
+    )
+    # What the claim walks: the first waiting row of each record, oldest first
+    # (no query about one record's queue can use it: see _order_index).
+    _head_index = models.Index(
+        "(id) WHERE state IN ('pending', 'retrying') AND queued_behind IS NOT TRUE"
+    )
+    _behind_index = models.Index(
+        "(id) WHERE state IN ('pending', 'retrying') AND queued_behind"
+    )
+    # Compaction never reaches across a delete.
+    _unlink_index = models.Index(
+        "(config_id, res_model, res_id, id) WHERE event = 'unlink'"
     )
 
     def _compute_log_count(self):
@@ -125,16 +499,247 @@ class BjApiSyncDelivery(models.Model):
             delivery.log_count = counts.get(delivery, 0)
 
     # ------------------------------------------------------------------
+    # CRUD: each record's queue
+    # ------------------------------------------------------------------
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        deliveries = super().create(vals_list)
+        deliveries._queue_behind_older()
+        return deliveries
+
+    def write(self, vals):
+        reopened = self.browse()
+        if vals.get("state") in OPEN_STATES:
+            self.fetch(["state"])
+            reopened = self.filtered(lambda d: d.state not in OPEN_STATES)
+        result = super().write(vals)
+        if "state" in vals:
+            if vals["state"] not in OPEN_STATES:
+                self._promote_next()
+            elif reopened:
+                reopened._requeue()
+        return result
+
+    def _queue_behind_older(self):
+        """Flag the waiting rows of ``self`` that have an older waiting row of
+        the same record and configuration: the claim leaves them alone until
+        that one is settled."""
+        if not self:
+            return
+        self.flush_recordset(["state", "config_id", "res_model", "res_id"])
+        # The first waiting row of each of their records, found for all of
+        # them at once (thousands at a time for a bulk change).
+        rows = self.env.execute_query(
+            SQL(
+                """
+                WITH keys AS (
+                    SELECT DISTINCT config_id, res_model, res_id
+                      FROM bj_api_sync_delivery
+                     WHERE id IN %(ids)s),
+                firsts AS (
+                    SELECT o.config_id, o.res_model, o.res_id, min(o.id) AS id
+                      FROM bj_api_sync_delivery o
+                      JOIN keys k
+                        ON k.config_id = o.config_id
+                       AND k.res_model = o.res_model
+                       AND k.res_id = o.res_id
+                     WHERE o.state IN ('pending', 'retrying')
+                     GROUP BY o.config_id, o.res_model, o.res_id)
+                UPDATE bj_api_sync_delivery d
+                   SET queued_behind = true
+                  FROM firsts f
+                 WHERE d.id IN %(ids)s
+                   AND d.config_id = f.config_id
+                   AND d.res_model = f.res_model
+                   AND d.res_id = f.res_id
+                   AND d.id > f.id
+                   AND d.state IN ('pending', 'retrying')
+                   AND d.queued_behind IS NOT TRUE
+             RETURNING d.id
+                """,
+                ids=tuple(self.ids),
+            )
+        )
+        if rows:
+            self.browse(row[0] for row in rows).invalidate_recordset(["queued_behind"])
+
+    def _promote_next(self):
+        """These rows were settled: the next waiting row of each of their
+        records (if any) becomes claimable."""
+        if not self:
+            return
+        self.flush_model(["state"])
+        rows = self.env.execute_query(
+            SQL(
+                """
+                UPDATE bj_api_sync_delivery d
+                   SET queued_behind = false
+                  FROM (SELECT DISTINCT (
+                               SELECT o.id FROM bj_api_sync_delivery o
+                                WHERE o.config_id = w.config_id
+                                  AND o.res_model = w.res_model
+                                  AND o.res_id = w.res_id
+                                  AND o.state IN ('pending', 'retrying')
+                                ORDER BY o.config_id, o.res_model, o.res_id, o.id
+                                LIMIT 1) AS id
+                          FROM bj_api_sync_delivery w
+                         WHERE w.id IN %(ids)s) head
+                 WHERE d.id = head.id
+                   AND d.queued_behind
+             RETURNING d.id
+                """,
+                ids=tuple(self.ids),
+            )
+        )
+        if rows:
+            self.browse(row[0] for row in rows).invalidate_recordset(["queued_behind"])
+
+    def _requeue(self):
+        """These rows wait again (Retry): the queues of their records are
+        worked out again, the oldest row first."""
+        self.flush_model(["state"])
+        self.env.execute_query(
+            SQL(
+                """
+                WITH queue AS (
+                    SELECT d.id, EXISTS (
+                               SELECT 1 FROM bj_api_sync_delivery o
+                                WHERE o.config_id = d.config_id
+                                  AND o.res_model = d.res_model
+                                  AND o.res_id = d.res_id
+                                  AND o.id < d.id
+                                  AND o.state IN ('pending', 'retrying')) AS behind
+                      FROM bj_api_sync_delivery d
+                      JOIN (SELECT DISTINCT config_id, res_model, res_id
+                              FROM bj_api_sync_delivery
+                             WHERE id IN %(ids)s) k
+                        ON k.config_id = d.config_id
+                       AND k.res_model = d.res_model
+                       AND k.res_id = d.res_id
+                     WHERE d.state IN ('pending', 'retrying'))
+                UPDATE bj_api_sync_delivery d
+                   SET queued_behind = queue.behind
+                  FROM queue
+                 WHERE d.id = queue.id
+                   AND d.queued_behind IS DISTINCT FROM queue.behind
+                """,
+                ids=tuple(self.ids),
+            )
+        )
+        self.invalidate_model(["queued_behind"])
+
+    @api.model
+    def _check_statistics(self):
+        """ANALYZE the outbox table when PostgreSQL's idea of how many rows
+        wait is far off the truth.
+
+        A queue swings from nothing to thousands of waiting rows (a bulk
+        change) and back within a minute, before autovacuum looks again: with
+        statistics that say nothing waits, the planner reads a record's queue
+        or the first rows in line through the wrong index, and every claim
+        walks the whole table. Checked at the start of each delivery run and
+        every ``REPAIR_SECONDS`` during a long one; costs a count of the
+        waiting rows.
+        """
+        self.flush_model()
+        where = SQL("state IN ('pending', 'retrying')")
+        [(plan,)] = self.env.execute_query(
+            SQL(
+                "EXPLAIN (FORMAT JSON) SELECT id FROM bj_api_sync_delivery WHERE %s",
+                where,
+            )
+        )
+        if isinstance(plan, str):
+            plan = json.loads(plan)
+        estimated = plan[0]["Plan"]["Plan Rows"]
+        [(waiting,)] = self.env.execute_query(
+            SQL("SELECT count(*) FROM bj_api_sync_delivery WHERE %s", where)
+        )
+        if abs(waiting - estimated) > max(500, min(waiting, estimated)):
+            self.env.execute_query(SQL("ANALYZE bj_api_sync_delivery"))
+            return True
+        return False
+
+    def init(self):
+        # Rows queued before the per-record flags existed get theirs.
+        self._repair_queue(full=True)
+
+    @api.model
+    def _repair_queue(self, full=False):
+        """Set the per-record queue flags right where a race left them wrong.
+
+        A row queued while another transaction settled the only older row of
+        its record may stay flagged as waiting behind nothing: it is freed
+        here (the delivery cron calls this every ``REPAIR_SECONDS``). With
+        ``full``, rows lacking the flag (written without the ORM, or before the
+        flag existed) get it too. The claim never sends a row before an older
+        waiting row of its record either way: the flags keep rows from waiting
+        for nothing and the claim cheap.
+        """
+        self.flush_model()
+        # Rows written without the ORM may have no flag: not behind, for the
+        # claim (which still checks for older rows).
+        self.env.execute_query(
+            SQL(
+                """UPDATE bj_api_sync_delivery SET queued_behind = false
+                    WHERE state IN ('pending', 'retrying')
+                      AND queued_behind IS NULL"""
+            )
+        )
+        older = SQL(
+            """SELECT 1 FROM bj_api_sync_delivery o
+                WHERE o.config_id = r.config_id
+                  AND o.res_model = r.res_model
+                  AND o.res_id = r.res_id
+                  AND o.id < r.id
+                  AND o.state IN ('pending', 'retrying')"""
+        )
+        self.env.execute_query(
+            SQL(
+                """
+                UPDATE bj_api_sync_delivery d
+                   SET queued_behind = false
+                 WHERE d.id IN (
+                        SELECT r.id FROM bj_api_sync_delivery r
+                         WHERE r.state IN ('pending', 'retrying')
+                           AND r.queued_behind
+                           AND NOT EXISTS (%s))
+                """,
+                older,
+            )
+        )
+        if full:
+            self.env.execute_query(
+                SQL(
+                    """
+                    UPDATE bj_api_sync_delivery d
+                       SET queued_behind = true
+                     WHERE d.id IN (
+                            SELECT r.id FROM bj_api_sync_delivery r
+                             WHERE r.state IN ('pending', 'retrying')
+                               AND r.queued_behind IS NOT TRUE
+                               AND EXISTS (%s))
+                    """,
+                    older,
+                )
+            )
+        self.invalidate_model(["queued_behind"])
+
+    # ------------------------------------------------------------------
     # Actions
     # ------------------------------------------------------------------
 
     def action_retry(self):
         """Send again from the first attempt (dead, cancelled or waiting rows).
-        Managers only."""
+        Managers only. Superseded rows are not sent again: a newer delivery
+        of their record carries its latest state."""
         self.check_access("write")
-        todo = self.filtered(lambda d: d.state != "done")
+        todo = self.filtered(lambda d: d.state not in ("done", "superseded"))
         if not todo:
-            raise UserError(self.env._("Delivered rows cannot be retried."))
+            raise UserError(
+                self.env._("Delivered or superseded rows cannot be retried.")
+            )
         todo.filtered(lambda d: not d.payload)._rebuild_payload()
         todo.write(
             {
@@ -182,14 +787,15 @@ class BjApiSyncDelivery(models.Model):
     @api.autovacuum
     def _gc_deliveries(self):
         """Delete finished deliveries, by batches, with the log retention (SPEC
-        §5): done rows after the log retention, dead and cancelled rows after
-        the error log retention. Waiting rows are never deleted."""
+        §5): done and superseded rows after the log retention, dead and
+        cancelled rows after the error log retention. Waiting rows are never
+        deleted."""
         Log = self.env["bj.api.log"]
         limits = Log._retention_limits()
         domains = []
         if limits["success"]:
             domains.append(
-                Domain("state", "=", "done")
+                Domain("state", "in", ("done", "superseded"))
                 & Domain("write_date", "<", limits["success"])
             )
         if limits["error"]:
@@ -212,190 +818,310 @@ class BjApiSyncDelivery(models.Model):
     # ------------------------------------------------------------------
 
     @api.model
-    def _trigger_cron(self):
+    def _trigger_cron(self, at=None):
         cron = self.env.ref(
             "bj_api_sync.ir_cron_send_deliveries", raise_if_not_found=False
         )
         if cron:
-            cron.sudo()._trigger()
+            cron.sudo()._trigger(at)
 
-    def _due_query(self, select, limit=None):
-        """Rows that may go now, in creation order.
+    def _supersede_older(self):
+        """Compaction (``coalesce_backlog``): each of these new update rows
+        supersedes the older update rows of its record and configuration that
+        still wait, so the receiver gets the latest state once instead of every
+        state in between.
 
-        A row may go when it waits (pending/retrying), its time has come, its
-        configuration is active (or paused with a probe due), and no older row of
-        the same configuration and record waits for a later time. ``behind`` tells
-        whether an older row of the same record is itself due (it goes first).
+        Rows being sent (leased) or locked by another transaction are left
+        alone, and so is everything older than a delete of the record. A
+        concurrent change of one of the rows just skips the compaction: those
+        rows are sent, in order, as they would be without it.
         """
+        new = self.filtered(
+            lambda d: d.event == "write" and d.state == "pending" and d.res_id
+        )
+        if not new:
+            return self.browse()
+        self.flush_model()
+        pairs = self.env.execute_query(
+            SQL(
+                """
+                SELECT o.id, n.id
+                  FROM bj_api_sync_delivery n
+                  JOIN bj_api_sync_delivery o
+                    ON o.config_id = n.config_id
+                   AND o.res_model = n.res_model
+                   AND o.res_id = n.res_id
+                   AND o.id < n.id
+                   AND o.state IN ('pending', 'retrying')
+                 WHERE n.id IN %(ids)s
+                   AND o.event = 'write'
+                   AND (o.leased_until IS NULL OR o.leased_until <= %(now)s)
+                   AND NOT EXISTS (
+                        SELECT 1 FROM bj_api_sync_delivery u
+                         WHERE u.event = 'unlink'
+                           AND u.config_id = n.config_id
+                           AND u.res_model = n.res_model
+                           AND u.res_id = n.res_id
+                           AND u.id > o.id
+                           AND u.id < n.id)
+                """,
+                ids=tuple(new.ids),
+                now=fields.Datetime.now(),
+            )
+        )
+        if not pairs:
+            return self.browse()
+        newest = {}
+        for old_id, new_id in pairs:
+            newest[old_id] = max(newest.get(old_id, 0), new_id)
+        try:
+            with self.env.cr.savepoint(flush=False), mute_logger("odoo.sql_db"):
+                locked = self.browse(sorted(newest)).try_lock_for_update(
+                    allow_referencing=True
+                )
+        except CONFLICTS:
+            return self.browse()
+        by_new = {}
+        for old in locked:
+            by_new.setdefault(newest[old.id], []).append(old.id)
+        superseded = self.browse()
+        for new_id, old_ids in by_new.items():
+            rows = self.browse(old_ids)
+            rows.write(
+                {
+                    "state": "superseded",
+                    "superseded_by_id": new_id,
+                    "next_attempt_at": False,
+                    "leased_until": False,
+                }
+            )
+            superseded |= rows
+        return superseded
+
+    def _due_sql(self, now):
+        """Conditions of a waiting row whose time has come and that no worker
+        holds, of a configuration that sends (active, or paused with a probe
+        due)."""
         return SQL(
-            """
-            SELECT %(select)s
-              FROM bj_api_sync_delivery d
-              JOIN bj_api_sync_config c ON c.id = d.config_id
-             WHERE d.state IN ('pending', 'retrying')
+            """d.state IN ('pending', 'retrying')
                AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= %(now)s)
+               AND (d.leased_until IS NULL OR d.leased_until <= %(now)s)
                AND c.active
                AND (c.sync_state = 'active'
-                    OR (c.sync_state = 'paused' AND c.next_probe_at <= %(now)s))
-               AND NOT EXISTS (
-                    SELECT 1 FROM bj_api_sync_delivery o
-                     WHERE o.config_id = d.config_id
-                       AND o.res_id = d.res_id
-                       AND o.id < d.id
-                       AND o.state IN ('pending', 'retrying')
-                       AND o.next_attempt_at > %(now)s)
-             %(tail)s
-            """,
-            select=select,
-            now=fields.Datetime.now(),
-            tail=SQL("ORDER BY d.id LIMIT %s", limit) if limit else SQL(""),
+                    OR (c.sync_state = 'paused' AND c.next_probe_at <= %(now)s))""",
+            now=now,
         )
 
     @api.model
-    def _claim_batch(self, limit=BATCH_SIZE):
+    def _claim_batch(self, limit=BATCH_SIZE, held=None, skip=(), lease=False):
         """Lock and return the next deliveries to send (at most ``limit``).
 
-        Each configuration contributes its due rows in creation order, up to the
-        first row that waits behind an older row of the same record (that one
-        goes in a later batch): so a backlog goes out in order, per record and
-        across records. A paused configuration contributes one probe. Rows locked
-        by another worker are skipped, so two workers never send the same row.
+        Only the first waiting row of each record goes (per-record order: a row
+        waits for the older rows of its configuration and record), oldest first
+        across records, without any record holding back another. A paused
+        configuration contributes one probe; a rate-limited one what it may send
+        in ``RATE_HORIZON`` seconds. Rows locked by another worker are skipped,
+        so two workers never send the same row.
+
+        :param held: ``{config id: deliveries}`` this worker already holds
+        :param skip: configuration ids to leave alone
+        :param lease: lease the rows too (see ``_lease``), in the same statement
         """
         # The claim reads the tables directly: write pending ORM changes first.
         self.env["bj.api.sync.config"].flush_model()
         self.flush_model()
-        rows = self.env.execute_query(
-            self._due_query(
+        now = fields.Datetime.now()
+        configs = {
+            config_id: (paused, rate)
+            for config_id, paused, rate in self.env.execute_query(
                 SQL(
-                    """d.id, d.config_id, c.sync_state = 'paused',
-                    c.rate_limit_per_second,
-                    EXISTS (
-                        SELECT 1 FROM bj_api_sync_delivery o
-                         WHERE o.config_id = d.config_id
-                           AND o.res_id = d.res_id
-                           AND o.id < d.id
-                           AND o.state IN ('pending', 'retrying'))"""
-                ),
-                limit=limit * 4,
+                    """SELECT id, sync_state = 'paused', rate_limit_per_second
+                         FROM bj_api_sync_config
+                        WHERE active
+                          AND (sync_state = 'active'
+                               OR (sync_state = 'paused' AND next_probe_at <= %s))
+                          AND NOT (id = ANY(%s::int[]))""",
+                    now,
+                    list(skip),
+                )
             )
-        )
-        taken, closed, counts = [], set(), {}
-        for delivery_id, config_id, paused, rate, behind in rows:
-            if config_id in closed:
-                continue
-            if behind:
-                closed.add(config_id)
-                continue
-            taken.append(delivery_id)
-            counts[config_id] = counts.get(config_id, 0) + 1
-            if paused:
-                closed.add(config_id)  # one probe at a time
-            elif rate and counts[config_id] >= max(1, int(rate * RATE_HORIZON)):
-                # A rate-limited configuration takes what it may send in a
-                # few seconds: its rows wait in the queue, not in a batch.
-                closed.add(config_id)
-            if len(taken) >= limit:
+        }
+        taken, counts, after = [], Counter(held or {}), 0
+        while configs and len(taken) < limit:
+            window = self._claim_window(now, list(configs), after, limit * 4)
+            for delivery_id, config_id, claimable in window:
+                if not claimable:
+                    continue
+                paused, rate = configs[config_id]
+                if paused:
+                    cap = 1  # one probe at a time
+                elif rate:
+                    # A rate-limited configuration takes what it may send in a
+                    # few seconds: its rows wait in the queue, not in a worker.
+                    cap = max(1, int(rate * RATE_HORIZON))
+                else:
+                    cap = None
+                if cap is not None and counts[config_id] >= cap:
+                    continue
+                taken.append(delivery_id)
+                counts[config_id] += 1
+                if len(taken) >= limit:
+                    break
+            if len(window) < limit * 4:
                 break
+            after = window[-1][0]
         if not taken:
             return self.browse()
         # SKIP LOCKED: rows another worker holds are left to it. A row another
         # worker changed since this transaction began fails the lock
         # (serialization): expected contention, muted here, retried by the loop.
         with mute_logger("odoo.sql_db"):
-            locked = self.browse(taken).try_lock_for_update(allow_referencing=True)
+            if lease:
+                locked = self._lock_and_lease(taken, now)
+            else:
+                locked = self.browse(taken).try_lock_for_update(allow_referencing=True)
         locked.invalidate_recordset()
         return locked.filtered(lambda delivery: delivery.state in OPEN_STATES)
 
     @api.model
-    def _count_due(self):
-        """How many rows the delivery cron could send now (for its progress)."""
-        self.env["bj.api.sync.config"].flush_model()
-        self.flush_model()
-        return self.env.execute_query(self._due_query(SQL("count(*)")))[0][0]
+    def _claim_window(self, now, config_ids, after, size):
+        """The next ``size`` first-in-line rows after id ``after``, oldest
+        first, as ``(id, config id, claimable)``: claimable when due, of one
+        of ``config_ids`` and with no older waiting row of its record.
 
-    @api.model
-    def _cron_send_deliveries(self, limit=None):
-        """Delivery cron: send due rows in small concurrent batches, committing
-        after each batch so a crash re-sends at most one batch (same keys)."""
-        return self._drain(
-            limit,
-            commit=self.env["ir.cron"]._commit_progress,
-            rollback=self.env.cr.rollback,
+        The window is taken from the index of first-in-line rows alone, so the
+        cost of a claim does not grow with the backlog."""
+        return self.env.execute_query(
+            SQL(
+                """
+                SELECT h.id, h.config_id,
+                       (h.next_attempt_at IS NULL OR h.next_attempt_at <= %(now)s)
+                       AND (h.leased_until IS NULL OR h.leased_until <= %(now)s)
+                       AND h.config_id = ANY(%(configs)s::int[])
+                       AND NOT EXISTS (
+                            SELECT 1 FROM bj_api_sync_delivery o
+                             WHERE o.config_id = h.config_id
+                               AND o.res_model = h.res_model
+                               AND o.res_id = h.res_id
+                               AND o.id < h.id
+                               AND o.state IN ('pending', 'retrying'))
+                  FROM (SELECT d.id, d.config_id, d.res_model, d.res_id,
+                               d.next_attempt_at, d.leased_until
+                          FROM bj_api_sync_delivery d
+                         WHERE d.state IN ('pending', 'retrying')
+                           AND d.queued_behind IS NOT TRUE
+                           AND d.id > %(after)s
+                         ORDER BY d.id
+                         LIMIT %(size)s) h
+                 ORDER BY h.id
+                """,
+                now=now,
+                configs=config_ids,
+                after=after,
+                size=size,
+            )
         )
 
     @api.model
-    def _drain(self, limit, commit, rollback):
-        """Send due batches until none is left (or ``limit`` rows were sent).
+    def _lock_and_lease(self, ids, now):
+        """Lock the rows of ``ids`` nobody else holds and lease them (see
+        ``_lease``), in one statement; return them."""
+        rows = self.env.execute_query(
+            SQL(
+                """
+                UPDATE bj_api_sync_delivery
+                   SET leased_until = %(until)s
+                 WHERE id IN (SELECT id FROM bj_api_sync_delivery
+                               WHERE id IN %(ids)s
+                                 FOR NO KEY UPDATE SKIP LOCKED)
+             RETURNING id
+                """,
+                until=now + timedelta(seconds=LEASE_SECONDS),
+                ids=tuple(ids),
+            )
+        )
+        return self.browse(sorted(row[0] for row in rows))
 
-        ``commit(processed, remaining=…)`` ends each batch (the cron's
-        ``_commit_progress``: it returns the time left, 0 to stop); a batch that
-        another worker's change made fail at the database is undone with
-        ``rollback()`` and the loop goes on, a few times in a row at most.
+    @api.model
+    def _count_due(self):
+        """How many rows the delivery cron could send now (for its progress):
+        the due rows first in line for their record (those behind them go as
+        the run goes on)."""
+        self.env["bj.api.sync.config"].flush_model()
+        self.flush_model()
+        return self.env.execute_query(
+            SQL(
+                """
+                SELECT count(*)
+                  FROM bj_api_sync_delivery d
+                  JOIN bj_api_sync_config c ON c.id = d.config_id
+                 WHERE d.queued_behind IS NOT TRUE
+                   AND %s
+                """,
+                self._due_sql(fields.Datetime.now()),
+            )
+        )[0][0]
+
+    def _lease(self):
+        """Keep these rows from other workers for ``LEASE_SECONDS``."""
+        now = fields.Datetime.now()
+        self.write({"leased_until": now + timedelta(seconds=LEASE_SECONDS)})
+
+    def _release(self):
+        """Hand these rows back to the queue as they are (nothing was sent)."""
+        if self:
+            self.write({"leased_until": False})
+
+    @api.model
+    def _cron_send_deliveries(self, limit=None):
+        """Delivery cron: send due rows, committing each claim before sending
+        and each result as soon as it is in, so that a crash sends again only
+        what was in flight (same keys)."""
+        progress = CronProgress(self.env)
+        sent = self._drain(limit, commit=progress, rollback=self.env.cr.rollback)
+        self._wake_at_lease_end()
+        progress.report()
+        return sent
+
+    @api.model
+    def _wake_at_lease_end(self):
+        """Rows leased by a worker that died go again when their lease ends:
+        have the cron run then."""
+        self.flush_model()
+        [(end,)] = self.env.execute_query(
+            SQL(
+                """SELECT min(leased_until) FROM bj_api_sync_delivery
+                    WHERE state IN ('pending', 'retrying')
+                      AND leased_until > %s""",
+                fields.Datetime.now(),
+            )
+        )
+        if end:
+            self._trigger_cron(end + timedelta(seconds=1))
+
+    @api.model
+    def _drain(self, limit, commit, rollback):
+        """Send due deliveries until none is left (or ``limit`` were handled);
+        return how many were handled.
+
+        ``commit(processed, remaining=…)`` makes each claim and each stored
+        result durable (the cron's ``_commit_progress``: it returns the time
+        left, 0 to stop); a claim that another worker's change made fail at the
+        database is undone with ``rollback()`` and the loop goes on, a few
+        times in a row at most.
         """
-        remaining = self._count_due()
-        commit(remaining=remaining)
-        done = conflicts = 0
-        while limit is None or done < limit:
-            try:
-                sent = self._process_batch()
-            except (
-                psycopg2.errors.SerializationFailure,
-                psycopg2.errors.LockNotAvailable,
-            ):
-                # Another worker changed a row we were about to claim.
-                rollback()
-                conflicts += 1
-                if conflicts > MAX_CONFLICTS:
-                    break
-                continue
-            conflicts = 0
-            if not sent:
-                break
-            done += len(sent)
-            remaining = max(remaining - len(sent), 0)
-            if not commit(len(sent), remaining=remaining):
-                break
-        return done
+        return len(DeliveryRun(self, limit, commit=commit, rollback=rollback).run())
 
     @api.model
     def _process_batch(self, limit=BATCH_SIZE):
-        """Claim and send one batch of due deliveries; return those sent.
-
-        One row that breaks the batch in a way ``_send_batch`` could not keep
-        to that row (a database error, say) does not stall the queue: the batch's
-        changes are undone, and every claimed row is pushed back with a backoff
-        and the error, so the next claim moves on to other rows.
-        """
-        claimed = self._claim_batch(limit)
-        if not claimed:
-            return claimed
-        try:
-            with self.env.cr.savepoint():
-                return claimed._send_batch()
-        except (
-            psycopg2.errors.SerializationFailure,
-            psycopg2.errors.LockNotAvailable,
-        ):
-            raise
-        except Exception as error:  # noqa: BLE001 - recorded on the rows
-            _logger.warning(
-                "bj_api_sync: a batch of %s deliveries failed: %s", len(claimed), error
-            )
-            claimed.invalidate_recordset()
-            for delivery in claimed:
-                delivery._mark_broken(error)
-            return claimed
+        """Claim due deliveries once and send them all, in the current
+        transaction; return those handled (tests, shell)."""
+        return DeliveryRun(self, limit, claims=1).run()
 
     @api.model
     def _process_due(self, limit=100):
         """Send due rows in the current transaction (tests, shell); no commit."""
-        sent = self.browse()
-        while len(sent) < limit:
-            batch = self._process_batch(min(BATCH_SIZE, limit - len(sent)))
-            if not batch:
-                break
-            sent |= batch
-        return sent
+        return DeliveryRun(self, limit).run()
 
     # ------------------------------------------------------------------
     # Sending
@@ -430,15 +1156,18 @@ class BjApiSyncDelivery(models.Model):
             idempotency_key=self.idempotency_key,
         )
 
-    def _send_batch(self):
-        """Send these claimed deliveries, concurrently, and record the outcomes.
+    def _prepare_flights(self, senders, skipped_configs):
+        """The :class:`Flight` of each of these claimed rows that is to be sent.
 
-        The ORM work (building requests, writing results) stays in this thread;
-        only the HTTP exchanges run in the transport's worker threads.
-        :return: the deliveries actually handled
+        Rows that cannot be sent are settled here (no payload, request refused);
+        rows of a configuration another worker is probing are handed back and
+        the configuration is added to ``skipped_configs``. ``senders`` gets the
+        :class:`Sender` of each configuration.
+
+        :return: ``(flights, settled rows)``
         """
-        jobs = []
-        handled = self.browse()
+        flights = []
+        settled = released = self.browse()
         for delivery in self:
             try:
                 job = delivery._prepare_job()
@@ -446,89 +1175,171 @@ class BjApiSyncDelivery(models.Model):
                 raise
             except Exception as error:  # noqa: BLE001 - one row, not the batch
                 delivery._mark_broken(error)
-                handled |= delivery
+                settled |= delivery
                 continue
             if job is None:
-                continue  # another worker is probing this configuration
-            handled |= delivery
-            if job:
-                jobs.append(job)
-        results = self.env["bj.api.sync.config"]._send_prepared(
-            [
-                (delivery.config_id, unit, request)
-                for delivery, unit, request, _p in jobs
-            ]
-        )
-        # Rows left unsent (their configuration's receiver just failed) stay as
-        # they are: no attempt is counted, the next batch takes them again.
-        sent = [
-            (job, result) for job, result in zip(jobs, results, strict=True) if result
-        ]
-        handled -= self.browse(
-            [job[0].id for job, result in zip(jobs, results, strict=True) if not result]
-        )
-        log_values = []
-        secrets, writes_back = {}, {}
-        for (delivery, unit, request, _probing), result in sent:
-            config = delivery.config_id
-            if config.id not in secrets:
-                secrets[config.id] = config._get_secrets()
-            values = config._prepare_log_values(
-                unit, request, result, secrets=secrets[config.id]
+                released |= delivery  # another worker is probing this config
+                skipped_configs.add(delivery.config_id.id)
+                continue
+            if not job:
+                settled |= delivery
+                continue
+            _delivery, unit, request, probing = job
+            flights.append(
+                Flight(
+                    delivery.id,
+                    delivery.config_id.id,
+                    delivery.attempt_count,
+                    delivery.event,
+                    probing,
+                    unit,
+                    request,
+                )
             )
-            values["delivery_id"] = delivery.id
-            if config.id not in writes_back:
-                writes_back[config.id] = config._writes_back()
+        released._release()
+        for config in self.config_id.filtered(lambda c: c.id not in skipped_configs):
+            senders[config.id] = config._prepare_sender()
+        return flights, settled
+
+    @api.model
+    def _store_results(self, sent, senders):
+        """Store what came back for ``sent`` (``[(Flight, result)]``): log
+        rows, states, write-backs, circuit breakers; return the rows handled.
+        Reads as little as it can: the ORM cache was emptied by the last
+        commit."""
+        if not sent:
+            return self.browse()
+        Config = self.env["bj.api.sync.config"]
+        # A 401 may have renewed an OAuth2 token: scrub the new one too.
+        jobs = [
+            (Config.browse(flight.config_id), flight.unit, flight.request)
+            for flight, _result in sent
+        ]
+        results = Config._finish_sent(jobs, [result for _flight, result in sent])
+        sent = list(zip((flight for flight, _r in sent), results, strict=True))
+        for config_id in {f.config_id for f, r in sent if r.status_code == 401}:
+            senders[config_id] = Config.browse(config_id)._prepare_sender()
+        log_values = []
+        for flight, result in sent:
+            sender = senders[flight.config_id]
+            config = Config.browse(flight.config_id)
+            values = config._prepare_log_values(
+                flight.unit, flight.request, result, secrets=sender.secrets
+            )
+            values["delivery_id"] = flight.delivery_id
             if (
                 result.outcome == "success"
-                and delivery.event != "unlink"  # nothing left to write to
-                and writes_back[config.id]
+                and flight.event != "unlink"  # nothing left to write to
+                and sender.worth_writing_back(result.response_text)
             ):
                 problem = config._write_back(
-                    delivery._write_back_records, result.response_text
+                    self.browse(flight.delivery_id)._write_back_records,
+                    result.response_text,
                 )
                 if problem:
                     values["write_back_error"] = problem
             log_values.append(values)
-        self.env["bj.api.log"].sudo()._insert_batch(log_values)
-        self.invalidate_recordset(["log_ids", "log_count"])
-        breakers = self.env["bj.api.sync.config"]
-        delivered = {}  # (attempt_count, status) -> deliveries, written together
-        for ((delivery, _unit, _request, probing), result), values in zip(
-            sent, log_values, strict=True
-        ):
-            config = delivery.config_id
+        delivered = [
+            (flight.delivery_id, flight.attempt_count + 1, result.status_code)
+            for flight, result in sent
+            if result.outcome == "success"
+        ]
+        # One round trip: the delivered rows done (and the next row of their
+        # records claimable), then the log rows.
+        self.flush_model()
+        self.env["bj.api.log"].sudo()._insert_batch(
+            log_values,
+            companies={
+                config_id: sender.company_id for config_id, sender in senders.items()
+            },
+            first=self._settle_sql(delivered),
+        )
+        if delivered:
+            self.browse([row[0] for row in delivered]).invalidate_recordset()
+            self.invalidate_model(["queued_behind"])
+        breakers = set()
+        for (flight, result), values in zip(sent, log_values, strict=True):
             if result.outcome == "success":
-                key = (delivery.attempt_count + 1, result.status_code)
-                delivered[key] = delivered.get(key, self.browse()) | delivery
-                if probing:
-                    config._resume(self.env._("A probe delivery succeeded."))
+                if flight.probing:
+                    Config.browse(flight.config_id)._resume(
+                        self.env._("A probe delivery succeeded.")
+                    )
                 continue
+            delivery = self.browse(flight.delivery_id)
             try:
                 delivery._mark_failed(
-                    result.outcome, values.get("error_message"), result, probing
+                    result.outcome,
+                    values.get("error_message"),
+                    result,
+                    flight.probing,
+                    attempt_count=flight.attempt_count,
+                    max_attempts=senders[flight.config_id].max_attempts,
                 )
             except psycopg2.Error:
                 raise
             except Exception as error:  # noqa: BLE001 - one row, not the batch
                 delivery._mark_broken(error)
-            if result.outcome == "retryable" and not probing:
-                breakers |= config
+            if result.outcome == "retryable" and not flight.probing:
+                breakers.add(flight.config_id)
+        for config_id in breakers:
+            Config.browse(config_id)._check_circuit_breaker()
+        return self.browse([flight.delivery_id for flight, _result in sent])
+
+    @api.model
+    def _settle_sql(self, delivered):
+        """The statement that marks delivered rows done and makes the next row
+        of each of their records claimable (None when nothing was delivered).
+
+        Written in SQL, like the log rows (see ``bj.api.log._insert_batch``):
+        the delivery cron settles rows at the rate of the receiver, nothing
+        stored is computed from them; the caller drops what the ORM cache
+        holds of them.
+
+        :param delivered: ``[(delivery id, attempt count, HTTP status)]``
+        """
+        if not delivered:
+            return None
+        ids, attempts, statuses = (
+            list(column) for column in zip(*delivered, strict=True)
+        )
         now = fields.Datetime.now()
-        for (attempts, status), deliveries in delivered.items():
-            deliveries.write(
-                {
-                    "state": "done",
-                    "attempt_count": attempts,
-                    "done_at": now,
-                    "last_status_code": status,
-                    "last_error": False,
-                    "next_attempt_at": False,
-                }
-            )
-        for config in breakers:
-            config._check_circuit_breaker()
-        return handled
+        return SQL(
+            """
+            WITH settled AS (
+                UPDATE bj_api_sync_delivery d
+                   SET state = 'done',
+                       attempt_count = v.attempts,
+                       done_at = %(now)s,
+                       last_status_code = v.status,
+                       last_error = NULL,
+                       next_attempt_at = NULL,
+                       leased_until = NULL,
+                       write_date = %(now)s,
+                       write_uid = %(uid)s
+                  FROM unnest(%(ids)s::int[], %(attempts)s::int[],
+                              %(statuses)s::int[]) AS v(id, attempts, status)
+                 WHERE d.id = v.id
+             RETURNING d.id, d.config_id, d.res_model, d.res_id)
+            UPDATE bj_api_sync_delivery n
+               SET queued_behind = false
+              FROM settled s
+             WHERE n.id = (
+                    SELECT o.id FROM bj_api_sync_delivery o
+                     WHERE o.config_id = s.config_id
+                       AND o.res_model = s.res_model
+                       AND o.res_id = s.res_id
+                       AND o.id > s.id
+                       AND o.state IN ('pending', 'retrying')
+                     ORDER BY o.config_id, o.res_model, o.res_id, o.id
+                     LIMIT 1)
+               AND n.queued_behind
+            """,
+            now=now,
+            uid=self.env.uid,
+            ids=ids,
+            attempts=attempts,
+            statuses=statuses,
+        )
 
     def _prepare_job(self):
         """The ``(delivery, unit, request, probing)`` to send for this claimed
@@ -585,20 +1396,38 @@ class BjApiSyncDelivery(models.Model):
         )["error_message"]
         self._mark_failed("retryable", message, None)
 
-    def _mark_failed(self, outcome, error, result, probing=False):
+    def _mark_failed(
+        self,
+        outcome,
+        error,
+        result,
+        probing=False,
+        attempt_count=None,
+        max_attempts=None,
+    ):
+        """Store a failed attempt: retrying after a backoff, or dead.
+
+        :param attempt_count: the row's attempts before this one, and
+        :param max_attempts: its configuration's, when the caller knows them
+        """
         self.ensure_one()
+        if attempt_count is None:
+            attempt_count = self.attempt_count
+        if max_attempts is None:
+            max_attempts = self.config_id.max_attempts
         # A probe sent while the configuration is paused does not use up attempts.
-        attempts = self.attempt_count + (0 if probing else 1)
+        attempts = attempt_count + (0 if probing else 1)
         values = {
             "attempt_count": attempts,
             "last_error": error,
             "last_status_code": (result and result.status_code) or 0,
+            "leased_until": False,
         }
         if outcome == "retryable" and probing:
             # Stay first in line: the configuration's probe cooldown spaces the
             # next try, and the backlog keeps its order once resumed.
             values["state"] = "retrying"
-        elif outcome == "retryable" and attempts < self.config_id.max_attempts:
+        elif outcome == "retryable" and attempts < max_attempts:
             delay = retry_delay(max(attempts, 1), result and result.retry_after)
             values.update(
                 state="retrying",

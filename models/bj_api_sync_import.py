@@ -665,18 +665,24 @@ class BjApiSyncImportMixin(models.AbstractModel):
         """The objects of a 2xx answer worth writing back: None when it holds
         none of the in lines' keys (nothing to do, nothing read), the reason
         when it cannot be read, else the list of objects."""
-        text = (response_text or "").strip()
-        if not text:
-            return None
         try:
-            body = json.loads(text)
-            objects = pull.extract_objects(body, self.sudo().response_data_path)
+            return answer_objects(
+                response_text,
+                self.sudo().response_data_path,
+                self._write_back_keys(),
+            )
         except ValueError as error:  # JSON or path (PullError is a ValueError)
             return self.env._("Write-back skipped: %s", error)
-        keys = self._write_back_keys()
-        if all(isinstance(obj, dict) and keys.isdisjoint(obj) for obj in objects):
+
+    def _write_back_filter(self):
+        """``(data path, keys)`` that tell, with :func:`answer_objects` and
+        without reading this configuration again, whether a 2xx answer has
+        anything to write back; None when this configuration never writes
+        back (the delivery cron checks many answers between two commits)."""
+        self.ensure_one()
+        if not self._writes_back():
             return None
-        return objects
+        return (self.sudo().response_data_path, frozenset(self._write_back_keys()))
 
     def _writes_back(self):
         """Whether 2xx answers are read back into the records sent."""
@@ -739,6 +745,22 @@ class BjApiSyncImportMixin(models.AbstractModel):
         if problems:
             return self.env._("Write-back failed: %s", "; ".join(problems))
         return None
+
+
+def answer_objects(response_text, data_path, keys):
+    """The objects of a 2xx answer worth writing back: None when it holds none
+    of ``keys`` (the top-level keys the in lines read) or nothing at all.
+
+    :raises ValueError: when the answer is no JSON, or ``data_path`` leads
+        nowhere in it
+    """
+    text = (response_text or "").strip()
+    if not text:
+        return None
+    objects = pull.extract_objects(json.loads(text), data_path)
+    if all(isinstance(obj, dict) and keys.isdisjoint(obj) for obj in objects):
+        return None
+    return objects
 
 
 def _record_label(record):

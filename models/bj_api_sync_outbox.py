@@ -17,7 +17,7 @@ from odoo import SUPERUSER_ID, Command, api, fields, models
 from odoo.fields import Domain
 from odoo.tools import SQL
 
-from .bj_api_sync_delivery import OPEN_STATES
+from .bj_api_sync_delivery import OPEN_STATES, Sender
 
 _logger = logging.getLogger(__name__)
 
@@ -66,6 +66,16 @@ class BjApiSyncOutboxMixin(models.AbstractModel):
         string="Pause After Failures",
         default=20,
         help="Consecutive failed delivery attempts that pause the configuration.",
+    )
+    coalesce_backlog = fields.Boolean(
+        string="Compact Backlog",
+        default=True,
+        help="When an update of a record is queued while an older update of the "
+        "same record still waits, the older one is superseded (kept for the "
+        "record, never sent): the receiver gets the latest state once instead "
+        "of every state in between. Creations and deletions are always sent, "
+        "nothing is compacted across a deletion, and updates that send changed "
+        "fields only are never compacted.",
     )
     sync_state = fields.Selection(
         [("active", "Active"), ("paused", "Paused")],
@@ -550,6 +560,8 @@ class BjApiSyncOutboxMixin(models.AbstractModel):
                     }
                 )
         created = Delivery.create(vals_list)
+        if event == "write" and self._compacts_backlog():
+            created._supersede_older()
         for row in created:
             if row.res_id:
                 txn[(self.id, row.res_id)] = row.id
@@ -557,6 +569,27 @@ class BjApiSyncOutboxMixin(models.AbstractModel):
             self.env.cr.postcommit.data[TRIGGERED_KEY] = True
             Delivery._trigger_cron()
         return created | updated
+
+    def _compacts_backlog(self):
+        """Whether a new update delivery supersedes the older ones of its
+        record: full snapshots only (``payload_scope = changed`` sends what
+        changed in each transaction, and every change must arrive)."""
+        self.ensure_one()
+        return self.coalesce_backlog and self.payload_scope != "changed"
+
+    def _prepare_sender(self):
+        """What the delivery cron's requests of this configuration share
+        (see ``bj_api_sync_delivery.Sender``)."""
+        self.ensure_one()
+        config = self.sudo()
+        return Sender(
+            key=config._session_key(),
+            limit=config._concurrency_limit(),
+            secrets=config._get_secrets(),
+            write_back=config._write_back_filter(),
+            company_id=config.company_id.id or None,
+            max_attempts=config.max_attempts,
+        )
 
     def _create_failed_deliveries(self, events, error):
         """Dead deliveries recording why the events could not be built."""

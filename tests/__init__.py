@@ -3,6 +3,7 @@ from . import test_send
 from . import test_bad_input
 from . import test_actions
 from . import test_outbox
+from . import test_record_queue
 from . import test_auth
 from . import test_security
 from . import test_robustness
@@ -15,3 +16,5 @@ from . import test_bjet_compat
 from . import test_formats
 from . import test_connection
 from . import test_dashboard
+from . import test_tours
+from . import test_sample_payload

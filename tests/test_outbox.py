@@ -250,7 +250,9 @@ class TestOutbox(BjApiSyncCase):
         self.assertEqual(len(set(keys)), 9)
         self.assertEqual(keys[-1], again.idempotency_key)
 
-    def test_backlog_goes_out_in_creation_order(self):
+    def test_each_record_queues_apart(self):
+        """Per-record order, not per-configuration order: the second row of a
+        record waits for the first, the rows of other records do not."""
         config = self.make_config(max_concurrency=1)
         p1, p2, p3 = self.make_partners(3)
         rows = self.Delivery
@@ -264,10 +266,11 @@ class TestOutbox(BjApiSyncCase):
             partner.name = name
             rows |= config._enqueue(partner, "manual")
         first = self.Delivery._process_batch()
-        self.assertEqual(first, rows[:2], "stops before the row behind 1a")
+        self.assertEqual(first, rows[0] | rows[1] | rows[4], "1b and 2b wait")
+        self.assertEqual(rows[2:4].mapped("state"), ["pending", "pending"])
         self.Delivery._process_due()
         names = [r.json()["name"] for r in self.server.received]
-        self.assertEqual(names, ["1a", "2a", "1b", "2b", "3a"])
+        self.assertEqual(names, ["1a", "2a", "3a", "1b", "2b"])
 
     def test_row_behind_a_later_retry_does_not_block_others(self):
         config = self.make_config()
@@ -630,26 +633,13 @@ class TestOutbox(BjApiSyncCase):
 
 @tagged("post_install", "-at_install")
 class TestDrainLoop(BjApiSyncCase):
-    """The delivery cron's loop: a batch undone by a conflict with another
-    worker is rolled back and the loop goes on (savepoints stand for the
-    cron's commits, which a test may not make)."""
+    """The delivery cron's loop: a claim undone by a conflict with another
+    worker is rolled back and the loop goes on; claims and results are
+    committed as they happen (savepoints stand for the cron's commits, which a
+    test may not make)."""
 
-    def test_conflict_rolled_back_and_loop_goes_on(self):
-        config = self.make_config()
-        config._enqueue(self.make_partners(3), "manual")
-        Delivery = self.env["bj.api.sync.delivery"]
-        model_class = type(Delivery)
-        original = model_class._process_batch
-        calls = []
-
-        def flaky(self, limit=64):
-            calls.append(1)
-            if len(calls) == 1:
-                # What a concurrent update of a claimed row does at the database.
-                self.env.cr.execute("SELECT 1")
-                raise psycopg2.errors.SerializationFailure("concurrent update")
-            return original(self, min(limit, 2))
-
+    def fake_cron(self):
+        """``(commit, rollback, commits)`` standing for the cron's."""
         savepoints = [self.env.cr.savepoint()]
         commits = []
 
@@ -661,11 +651,39 @@ class TestDrainLoop(BjApiSyncCase):
         def rollback():
             savepoints[-1].rollback()
 
-        with patch.object(model_class, "_process_batch", flaky):
-            sent = Delivery._drain(None, commit=commit, rollback=rollback)
+        return commit, rollback, commits
+
+    def test_conflict_rolled_back_and_loop_goes_on(self):
+        config = self.make_config()
+        config._enqueue(self.make_partners(3), "manual")
+        Delivery = self.env["bj.api.sync.delivery"]
+        model_class = type(Delivery)
+        original = model_class._claim_batch
+        calls = []
+
+        def flaky(self, limit=64, **kwargs):
+            calls.append(1)
+            if len(calls) == 1:
+                # What a concurrent update of a claimed row does at the database.
+                self.env.cr.execute("SELECT 1")
+                raise psycopg2.errors.SerializationFailure("concurrent update")
+            return original(self, min(limit, 2), **kwargs)
+
+        commit, rollback, commits = self.fake_cron()
+        rollbacks = []
+
+        def counted_rollback():
+            rollbacks.append(len(self.server.received))
+            rollback()
+
+        with patch.object(model_class, "_claim_batch", flaky):
+            sent = Delivery._drain(None, commit=commit, rollback=counted_rollback)
         self.assertEqual(sent, 3)
-        self.assertEqual(len(calls), 4, "failed, 2 rows, 1 row, nothing left")
-        self.assertEqual(commits, [(0, 3), (2, 1), (1, 0)])
+        self.assertEqual(rollbacks[0], 0, "the conflicting claim undone at once")
+        self.assertGreater(len(calls), 2, "and claimed again")
+        self.assertEqual(commits[0], (0, 3), "the run starts with the count due")
+        self.assertEqual(sum(processed for processed, _r in commits), 3)
+        self.assertEqual(commits[-1][1], 0)
         self.assertEqual(set(config.delivery_ids.mapped("state")), {"done"})
         self.assertEqual(len(self.server.received), 3)
 
@@ -675,10 +693,10 @@ class TestDrainLoop(BjApiSyncCase):
         config._enqueue(self.make_partners(1), "manual")
         rollbacks = []
 
-        def always_conflicting(self, limit=64):
+        def always_conflicting(self, limit=64, **kwargs):
             raise psycopg2.errors.LockNotAvailable("locked")
 
-        with patch.object(type(Delivery), "_process_batch", always_conflicting):
+        with patch.object(type(Delivery), "_claim_batch", always_conflicting):
             sent = Delivery._drain(
                 None,
                 commit=lambda *a, **k: 60.0,
@@ -687,3 +705,36 @@ class TestDrainLoop(BjApiSyncCase):
         self.assertEqual(sent, 0)
         self.assertEqual(len(rollbacks), 6)
         self.assertEqual(config.delivery_ids.state, "pending")
+
+    def test_claims_and_results_are_committed_as_they_happen(self):
+        """The claim is committed (rows leased) before any request goes, and
+        each result right after it came: a crash sends again only the
+        requests in flight."""
+        self.server.default = Reply(200, delay=0.2)
+        config = self.make_config(max_concurrency=1)
+        rows = config._enqueue(self.make_partners(3), "manual")
+        Delivery = self.env["bj.api.sync.delivery"]
+        commit, rollback, commits = self.fake_cron()
+        seen = []
+
+        def watching_commit(processed=0, remaining=None):
+            self.env.flush_all()
+            rows.invalidate_recordset()
+            seen.append(
+                (
+                    len(self.server.received),
+                    rows.filtered(lambda r: r.state == "done").ids,
+                    rows.filtered("leased_until").ids,
+                )
+            )
+            return commit(processed, remaining)
+
+        sent = Delivery._drain(None, commit=watching_commit, rollback=rollback)
+        self.assertEqual(sent, 3)
+        # The run's start, then the claim: leased, nothing sent yet.
+        self.assertEqual(seen[1], (0, [], rows.ids))
+        for received, done, _leased in seen[2:]:
+            # The next request may already be on its way (max_concurrency 1).
+            self.assertIn(received - len(done), (0, 1), "each result stored at once")
+        self.assertEqual([len(done) for _r, done, _l in seen[2:]], [1, 2, 3])
+        self.assertFalse(rows.filtered("leased_until"))

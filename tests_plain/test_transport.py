@@ -685,6 +685,68 @@ def test_send_many_keys_run_in_parallel(scripted_server):
     assert time.monotonic() - start < 0.55, "one lane per key, keys in parallel"
 
 
+def take_all(dispatcher, timeout=5):
+    """Every result of ``dispatcher``, in the order they came, as taken."""
+    taken = []
+    while len(dispatcher):
+        batch = dispatcher.take(timeout=timeout)
+        assert batch, "a result is overdue"
+        taken.append(batch)
+    return taken
+
+
+def test_dispatcher_bounds_concurrency_and_streams_results(scripted_server):
+    for i in range(6):
+        scripted_server.script(Reply(200, delay=0.1 + 0.15 * (i % 3)))
+    dispatcher = transport.Dispatcher()
+    start = time.monotonic()
+    for i in range(6):
+        dispatcher.submit(i, make_request(scripted_server.url + f"/{i}"), "k", 3)
+    assert len(dispatcher) == 6
+    first = dispatcher.take(timeout=5)
+    assert time.monotonic() - start < 0.3, "results come as they are in"
+    taken = [first, *take_all(dispatcher)]
+    assert len(dispatcher) == 0
+    assert dispatcher.take(timeout=5) == [], "nothing outstanding: no wait"
+    tokens = [token for batch in taken for token, _result in batch]
+    assert sorted(tokens) == list(range(6))
+    assert all(result.outcome == "success" for b in taken for _t, result in b)
+    assert scripted_server.max_in_flight == 3
+
+
+def test_dispatcher_keeps_submission_order_per_key(scripted_server):
+    dispatcher = transport.Dispatcher()
+    for i in range(4):
+        dispatcher.submit(i, make_request(scripted_server.url + f"/{i}"), "k", 1)
+    take_all(dispatcher)
+    assert [r.path for r in scripted_server.received] == ["/0", "/1", "/2", "/3"]
+
+
+def test_dispatcher_gives_back_waiting_requests_after_retryable_failure(
+    scripted_server,
+):
+    scripted_server.script(Reply(503))
+    dispatcher = transport.Dispatcher()
+    for i in range(3):
+        request = make_request(scripted_server.url + f"/{i}", max_retries=0)
+        dispatcher.submit(i, request, "k", 1)
+    results = dict(pair for batch in take_all(dispatcher) for pair in batch)
+    assert results[0].outcome == "retryable"
+    assert results[1] is None and results[2] is None, "given back unsent"
+    assert len(scripted_server.received) == 1
+
+
+def test_dispatcher_keys_do_not_wait_for_each_other(scripted_server):
+    scripted_server.script(Reply(200, delay=0.6))
+    dispatcher = transport.Dispatcher()
+    dispatcher.submit("slow", make_request(scripted_server.url + "/slow"), "a", 1)
+    time.sleep(0.05)
+    dispatcher.submit("fast", make_request(scripted_server.url + "/fast"), "b", 1)
+    [(token, result)] = dispatcher.take(timeout=5)
+    assert token == "fast" and result.outcome == "success"
+    take_all(dispatcher)
+
+
 @pytest.mark.parametrize(
     "name, valid",
     [

@@ -24,6 +24,7 @@ import itertools
 import logging
 import math
 import os
+import queue
 import re
 import socket
 import ssl
@@ -31,7 +32,7 @@ import threading
 import time
 import unicodedata
 import zlib
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -1518,3 +1519,109 @@ def send_many(jobs, pool=None, limits=None):
         for index, result in zip(lane, future.result(), strict=True):
             results[index] = result
     return results
+
+
+class Dispatcher:
+    """Sends requests handed over one by one, a few at a time per key, and
+    gives their results back as they come in.
+
+    The streaming counterpart of :func:`send_many`, for a caller that keeps
+    handing work over while earlier requests are in flight (the delivery cron):
+    at most ``limit`` requests of one session key are in flight at once, the
+    others wait in that key's line, in the order they were handed over. After a
+    retryable failure the requests still waiting for that key are given back
+    unsent (result ``None``): a receiver in trouble gets one failed attempt per
+    lane, not a burst. Results are read with :meth:`take` from the thread that
+    submitted; the requests themselves run on the process's sender threads.
+    """
+
+    def __init__(self, pool=None):
+        self._pool = pool or DEFAULT_POOL
+        self._lock = threading.Lock()
+        self._waiting = {}  # key -> deque of (token, request)
+        self._running = {}  # key -> requests in flight
+        self._limits = {}
+        self._results = queue.SimpleQueue()
+        self._outstanding = 0  # handed over, result not taken yet
+
+    def __len__(self):
+        """Requests handed over whose result was not taken yet."""
+        return self._outstanding
+
+    def submit(self, token, request, key, limit=1):
+        """Hand ``request`` over; its result comes back with ``token``.
+
+        :param limit: requests of ``key`` in flight at most (the latest given
+            for a key applies)
+        """
+        with self._lock:
+            self._outstanding += 1
+            self._limits[key] = max(1, int(limit or 1))
+            self._waiting.setdefault(key, deque()).append((token, request))
+            self._start(key)
+
+    def _start(self, key):
+        """Start what ``key``'s limit allows (the lock is held)."""
+        waiting = self._waiting[key]
+        while waiting and self._running.get(key, 0) < self._limits[key]:
+            token, request = waiting.popleft()
+            self._running[key] = self._running.get(key, 0) + 1
+            _executor().submit(self._run, token, request, key)
+
+    def _run(self, token, request, key):
+        """One lane: send, then the next request waiting for ``key``, in this
+        thread (its pooled session keeps the connection), until none waits."""
+        while True:
+            try:
+                result = send(request, session=self._pool.get(key))
+            except Exception as exc:  # noqa: BLE001 -- reported like send() would
+                result = OutboundResult(
+                    status_code=None,
+                    outcome=RETRYABLE,
+                    error=f"Internal error while sending: {type(exc).__name__}: {exc}",
+                    url=request.url,
+                )
+            with self._lock:
+                waiting = self._waiting[key]
+                dropped = ()
+                following = None
+                if result.outcome == RETRYABLE:
+                    dropped = list(waiting)
+                    waiting.clear()
+                elif waiting and self._running[key] <= self._limits[key]:
+                    following = waiting.popleft()
+                if following is None:
+                    self._running[key] -= 1
+            self._results.put((token, result))
+            for dropped_token, _request in dropped:
+                self._results.put((dropped_token, None))
+            if following is None:
+                return
+            token, request = following
+
+    def take(self, timeout=None, gather=0.0):
+        """The results in now, as ``[(token, result or None)]``: waits up to
+        ``timeout`` seconds for the first one (an empty list then), not at all
+        when nothing is outstanding; then up to ``gather`` seconds more for
+        the next ones, as long as more are outstanding."""
+        if not self._outstanding:
+            return []
+        try:
+            items = [self._results.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        deadline = time.monotonic() + gather
+        while len(items) < self._outstanding:
+            if not self._results.empty():  # the only reader: get() won't wait
+                items.append(self._results.get_nowait())
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                items.append(self._results.get(timeout=left))
+            except queue.Empty:
+                break
+        with self._lock:
+            self._outstanding -= len(items)
+        return items
