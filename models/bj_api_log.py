@@ -262,22 +262,19 @@ class BjApiLog(models.Model):
         uid = self.env.uid
         audit = ["company_id", "create_uid", "create_date", "write_uid", "write_date"]
         fields_ = [self._fields[c] for c in columns]
-        # One tuple parameter per row: psycopg2 renders it as (v1, v2, ...).
-        rows = [
-            (
-                *(f.convert_to_column_insert(vals.get(f.name), self) for f in fields_),
-                companies.get(vals.get("config_id")),
-                uid,
-                now,
-                uid,
-                now,
-            )
-            for vals in vals_list
-        ]
+        # One placeholder per value (psycopg2 adapts scalars in C, tuples in
+        # Python: this is the cron's hot path).
+        values = []
+        for vals in vals_list:
+            values += [
+                f.convert_to_column_insert(vals.get(f.name), self) for f in fields_
+            ]
+            values += [companies.get(vals.get("config_id")), uid, now, uid, now]
+        row = "(" + ", ".join(["%s"] * (len(fields_) + len(audit))) + ")"
         insert = SQL(
             "INSERT INTO bj_api_log (%s) VALUES %s",
             SQL(", ").join(SQL.identifier(c) for c in columns + audit),
-            SQL(", ".join(["%s"] * len(rows)), *rows),
+            SQL(", ".join([row] * len(vals_list)), *values),
         )
         if first is not None:
             self.env.cr.execute(SQL("%s; %s", first, insert))

@@ -180,9 +180,13 @@ class BjApiSyncAuthMixin(models.AbstractModel):
         return _host_patterns(value or "")
 
     @api.model
-    def _host_refusal(self, url):
-        """Return why ``url``'s host is refused by the allow-list, or None."""
-        patterns = self._allowed_host_patterns()
+    def _host_refusal(self, url, patterns=None):
+        """Return why ``url``'s host is refused by the allow-list, or None.
+
+        :param patterns: the allow-list when the caller has it already
+        """
+        if patterns is None:
+            patterns = self._allowed_host_patterns()
         if not patterns:
             return None
         # The host that requests connects to, not what another parser sees.
@@ -262,13 +266,14 @@ class BjApiSyncAuthMixin(models.AbstractModel):
         return secrets
 
     def _prepare_request(self, unit, timeout=None):
-        refusal = self._host_refusal(unit.url or self.request_url)
+        patterns = self._allowed_host_patterns()
+        refusal = self._host_refusal(unit.url or self.request_url, patterns)
         if refusal:
             raise SyncError(refusal)
         request = super()._prepare_request(unit, timeout=timeout)
         # Checked again by the transport on the prepared request, just before
         # it connects (the URL a placeholder or a parameter made included).
-        request.allowed_hosts = tuple(self._allowed_host_patterns())
+        request.allowed_hosts = patterns
         if self.sign_requests:
             secrets = self._signing_secrets()
             if not secrets:

@@ -499,7 +499,9 @@ class BjApiSyncOutboxMixin(models.AbstractModel):
         Update events of a configuration sending changes only get the changes
         noted in this transaction (``_payload_changes``, see
         ``bj_api_sync_changes.py``): a record none of whose mapped fields
-        changed gets no delivery.
+        changed gets no delivery. Update events of a configuration compacting
+        its backlog supersede the older updates of their records still waiting
+        (``coalesce_backlog``, see ``bj.api.sync.delivery._supersede_older``).
         """
         self.ensure_one()
         Delivery = self.env["bj.api.sync.delivery"].sudo()

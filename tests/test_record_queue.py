@@ -344,3 +344,15 @@ class TestLeases(QueueCase):
         self.assertEqual(rows[1:].mapped("attempt_count"), [0, 0])
         self.assertFalse(any(rows[1:].mapped("leased_until")))
         self.assertEqual(self.Delivery._process_due(), rows[1:])
+
+
+@tagged("post_install", "-at_install")
+class TestQueueStatistics(QueueCase):
+    def test_statistics_refreshed_when_the_backlog_swings(self):
+        """A bulk change queues hundreds of rows at once: the delivery run
+        refreshes the planner's statistics before walking the queue."""
+        config = self.make_config()
+        self.Delivery._check_statistics()  # whatever was there before
+        config._enqueue(self.make_partners(700), "manual")
+        self.assertTrue(self.Delivery._check_statistics(), "analyzed")
+        self.assertFalse(self.Delivery._check_statistics(), "up to date now")
