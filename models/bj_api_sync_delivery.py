@@ -529,34 +529,25 @@ class BjApiSyncDelivery(models.Model):
         if not self:
             return
         self.flush_recordset(["state", "config_id", "res_model", "res_id"])
-        # The first waiting row of each of their records, found for all of
-        # them at once (thousands at a time for a bulk change).
+        # One probe of _order_index per row, whatever the planner believes
+        # about the table: a bulk change queues thousands of rows inside the
+        # transaction, where the statistics still say that nothing waits (a
+        # join of the rows with their records' first rows then went quadratic).
         rows = self.env.execute_query(
             SQL(
                 """
-                WITH keys AS (
-                    SELECT DISTINCT config_id, res_model, res_id
-                      FROM bj_api_sync_delivery
-                     WHERE id IN %(ids)s),
-                firsts AS (
-                    SELECT o.config_id, o.res_model, o.res_id, min(o.id) AS id
-                      FROM bj_api_sync_delivery o
-                      JOIN keys k
-                        ON k.config_id = o.config_id
-                       AND k.res_model = o.res_model
-                       AND k.res_id = o.res_id
-                     WHERE o.state IN ('pending', 'retrying')
-                     GROUP BY o.config_id, o.res_model, o.res_id)
                 UPDATE bj_api_sync_delivery d
                    SET queued_behind = true
-                  FROM firsts f
                  WHERE d.id IN %(ids)s
-                   AND d.config_id = f.config_id
-                   AND d.res_model = f.res_model
-                   AND d.res_id = f.res_id
-                   AND d.id > f.id
                    AND d.state IN ('pending', 'retrying')
                    AND d.queued_behind IS NOT TRUE
+                   AND EXISTS (
+                        SELECT 1 FROM bj_api_sync_delivery o
+                         WHERE o.config_id = d.config_id
+                           AND o.res_model = d.res_model
+                           AND o.res_id = d.res_id
+                           AND o.id < d.id
+                           AND o.state IN ('pending', 'retrying'))
              RETURNING d.id
                 """,
                 ids=tuple(self.ids),
