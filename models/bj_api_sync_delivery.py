@@ -57,6 +57,21 @@ _REPAIRED = {}
 MAX_CONFLICTS = 5
 
 OPEN_STATES = ("pending", "retrying")
+#: The oldest waiting row of the record of row ``r`` that is older than ``r``
+#: (NULL when none), for the queries of the per-record queues. A scalar
+#: subquery with LIMIT stays one probe of ``_order_index`` per row: written as
+#: [NOT] EXISTS, the planner turns it into a join, and when the statistics say
+#: that nothing waits (a bulk change queued thousands of rows in the current
+#: transaction, a backlog grew since the last ANALYZE) that join scans every
+#: waiting row for each row, which took minutes for 10,000 rows.
+OLDER_WAITING = """(SELECT o.id FROM bj_api_sync_delivery o
+                     WHERE o.config_id = r.config_id
+                       AND o.res_model = r.res_model
+                       AND o.res_id = r.res_id
+                       AND o.id < r.id
+                       AND o.state IN ('pending', 'retrying')
+                     ORDER BY o.config_id, o.res_model, o.res_id, o.id
+                     LIMIT 1)"""
 CLOSED_STATES = ("done", "dead", "cancelled", "superseded")
 #: What a concurrent change of the same rows raises at the database.
 CONFLICTS = (
@@ -198,7 +213,12 @@ class DeliveryRun:
             if self.wants_claim():
                 self.claim()
             if not self.held:
-                if self.stopping or not self.found or self.claims_left == 0:
+                if (
+                    self.stopping
+                    or not self.found
+                    or self.claims_left == 0
+                    or (self.limit is not None and len(self.handled) >= self.limit)
+                ):
                     break
                 continue
             results = self.dispatcher.take(
@@ -529,28 +549,20 @@ class BjApiSyncDelivery(models.Model):
         if not self:
             return
         self.flush_recordset(["state", "config_id", "res_model", "res_id"])
-        # One probe of _order_index per row, whatever the planner believes
-        # about the table: a bulk change queues thousands of rows inside the
-        # transaction, where the statistics still say that nothing waits (a
-        # join of the rows with their records' first rows then went quadratic).
+        # One probe of _order_index per row (see OLDER_WAITING).
         rows = self.env.execute_query(
             SQL(
                 """
-                UPDATE bj_api_sync_delivery d
+                UPDATE bj_api_sync_delivery r
                    SET queued_behind = true
-                 WHERE d.id IN %(ids)s
-                   AND d.state IN ('pending', 'retrying')
-                   AND d.queued_behind IS NOT TRUE
-                   AND EXISTS (
-                        SELECT 1 FROM bj_api_sync_delivery o
-                         WHERE o.config_id = d.config_id
-                           AND o.res_model = d.res_model
-                           AND o.res_id = d.res_id
-                           AND o.id < d.id
-                           AND o.state IN ('pending', 'retrying'))
-             RETURNING d.id
+                 WHERE r.id IN %(ids)s
+                   AND r.state IN ('pending', 'retrying')
+                   AND r.queued_behind IS NOT TRUE
+                   AND %(older)s IS NOT NULL
+             RETURNING r.id
                 """,
                 ids=tuple(self.ids),
+                older=SQL(OLDER_WAITING),
             )
         )
         if rows:
@@ -567,17 +579,16 @@ class BjApiSyncDelivery(models.Model):
                 """
                 UPDATE bj_api_sync_delivery d
                    SET queued_behind = false
-                  FROM (SELECT DISTINCT (
-                               SELECT o.id FROM bj_api_sync_delivery o
-                                WHERE o.config_id = w.config_id
-                                  AND o.res_model = w.res_model
-                                  AND o.res_id = w.res_id
-                                  AND o.state IN ('pending', 'retrying')
-                                ORDER BY o.config_id, o.res_model, o.res_id, o.id
-                                LIMIT 1) AS id
+                 WHERE d.id = ANY(ARRAY(
+                        SELECT (SELECT o.id FROM bj_api_sync_delivery o
+                                 WHERE o.config_id = w.config_id
+                                   AND o.res_model = w.res_model
+                                   AND o.res_id = w.res_id
+                                   AND o.state IN ('pending', 'retrying')
+                                 ORDER BY o.config_id, o.res_model, o.res_id, o.id
+                                 LIMIT 1)
                           FROM bj_api_sync_delivery w
-                         WHERE w.id IN %(ids)s) head
-                 WHERE d.id = head.id
+                         WHERE w.id IN %(ids)s))
                    AND d.queued_behind
              RETURNING d.id
                 """,
@@ -594,22 +605,21 @@ class BjApiSyncDelivery(models.Model):
         self.env.execute_query(
             SQL(
                 """
-                WITH queue AS (
-                    SELECT d.id, EXISTS (
-                               SELECT 1 FROM bj_api_sync_delivery o
-                                WHERE o.config_id = d.config_id
-                                  AND o.res_model = d.res_model
-                                  AND o.res_id = d.res_id
-                                  AND o.id < d.id
-                                  AND o.state IN ('pending', 'retrying')) AS behind
-                      FROM bj_api_sync_delivery d
-                      JOIN (SELECT DISTINCT config_id, res_model, res_id
-                              FROM bj_api_sync_delivery
-                             WHERE id IN %(ids)s) k
-                        ON k.config_id = d.config_id
-                       AND k.res_model = d.res_model
-                       AND k.res_id = d.res_id
-                     WHERE d.state IN ('pending', 'retrying'))
+                WITH keys AS MATERIALIZED (
+                    SELECT DISTINCT config_id, res_model, res_id
+                      FROM bj_api_sync_delivery
+                     WHERE id IN %(ids)s),
+                queue AS MATERIALIZED (
+                    SELECT r.id, %(older)s IS NOT NULL AS behind
+                      FROM keys k,
+                           -- OFFSET 0: planned per key, one index range each
+                           LATERAL (SELECT w.id, w.config_id, w.res_model, w.res_id
+                                      FROM bj_api_sync_delivery w
+                                     WHERE w.config_id = k.config_id
+                                       AND w.res_model = k.res_model
+                                       AND w.res_id = k.res_id
+                                       AND w.state IN ('pending', 'retrying')
+                                    OFFSET 0) r)
                 UPDATE bj_api_sync_delivery d
                    SET queued_behind = queue.behind
                   FROM queue
@@ -617,6 +627,7 @@ class BjApiSyncDelivery(models.Model):
                    AND d.queued_behind IS DISTINCT FROM queue.behind
                 """,
                 ids=tuple(self.ids),
+                older=SQL(OLDER_WAITING),
             )
         )
         self.invalidate_model(["queued_behind"])
@@ -692,14 +703,7 @@ class BjApiSyncDelivery(models.Model):
                       AND queued_behind IS NULL"""
             )
         )
-        older = SQL(
-            """SELECT 1 FROM bj_api_sync_delivery o
-                WHERE o.config_id = r.config_id
-                  AND o.res_model = r.res_model
-                  AND o.res_id = r.res_id
-                  AND o.id < r.id
-                  AND o.state IN ('pending', 'retrying')"""
-        )
+        older = SQL(OLDER_WAITING)
         self.env.execute_query(
             SQL(
                 """
@@ -709,7 +713,7 @@ class BjApiSyncDelivery(models.Model):
                         SELECT r.id FROM bj_api_sync_delivery r
                          WHERE r.state IN ('pending', 'retrying')
                            AND r.queued_behind
-                           AND NOT EXISTS (%s))
+                           AND %s IS NULL)
                 """,
                 older,
             )
@@ -724,7 +728,7 @@ class BjApiSyncDelivery(models.Model):
                             SELECT r.id FROM bj_api_sync_delivery r
                              WHERE r.state IN ('pending', 'retrying')
                                AND r.queued_behind IS NOT TRUE
-                               AND EXISTS (%s))
+                               AND %s IS NOT NULL)
                     """,
                     older,
                 )
@@ -851,24 +855,29 @@ class BjApiSyncDelivery(models.Model):
             SQL(
                 """
                 SELECT o.id, n.id
-                  FROM bj_api_sync_delivery n
-                  JOIN bj_api_sync_delivery o
-                    ON o.config_id = n.config_id
-                   AND o.res_model = n.res_model
-                   AND o.res_id = n.res_id
-                   AND o.id < n.id
-                   AND o.state IN ('pending', 'retrying')
+                  FROM bj_api_sync_delivery n,
+                       -- OFFSET 0: planned per new row, one range of
+                       -- _order_index and one probe of _unlink_index each
+                       -- (see OLDER_WAITING)
+                       LATERAL (
+                        SELECT w.id FROM bj_api_sync_delivery w
+                         WHERE w.config_id = n.config_id
+                           AND w.res_model = n.res_model
+                           AND w.res_id = n.res_id
+                           AND w.id < n.id
+                           AND w.state IN ('pending', 'retrying')
+                           AND w.event = 'write'
+                           AND (w.leased_until IS NULL OR w.leased_until <= %(now)s)
+                           AND (SELECT u.id FROM bj_api_sync_delivery u
+                                 WHERE u.event = 'unlink'
+                                   AND u.config_id = n.config_id
+                                   AND u.res_model = n.res_model
+                                   AND u.res_id = n.res_id
+                                   AND u.id > w.id
+                                   AND u.id < n.id
+                                 LIMIT 1) IS NULL
+                        OFFSET 0) o
                  WHERE n.id IN %(ids)s
-                   AND o.event = 'write'
-                   AND (o.leased_until IS NULL OR o.leased_until <= %(now)s)
-                   AND NOT EXISTS (
-                        SELECT 1 FROM bj_api_sync_delivery u
-                         WHERE u.event = 'unlink'
-                           AND u.config_id = n.config_id
-                           AND u.res_model = n.res_model
-                           AND u.res_id = n.res_id
-                           AND u.id > o.id
-                           AND u.id < n.id)
                 """,
                 ids=tuple(new.ids),
                 now=fields.Datetime.now(),
@@ -999,17 +1008,11 @@ class BjApiSyncDelivery(models.Model):
         return self.env.execute_query(
             SQL(
                 """
-                SELECT h.id, h.config_id,
-                       (h.next_attempt_at IS NULL OR h.next_attempt_at <= %(now)s)
-                       AND (h.leased_until IS NULL OR h.leased_until <= %(now)s)
-                       AND h.config_id = ANY(%(configs)s::int[])
-                       AND NOT EXISTS (
-                            SELECT 1 FROM bj_api_sync_delivery o
-                             WHERE o.config_id = h.config_id
-                               AND o.res_model = h.res_model
-                               AND o.res_id = h.res_id
-                               AND o.id < h.id
-                               AND o.state IN ('pending', 'retrying'))
+                SELECT r.id, r.config_id,
+                       (r.next_attempt_at IS NULL OR r.next_attempt_at <= %(now)s)
+                       AND (r.leased_until IS NULL OR r.leased_until <= %(now)s)
+                       AND r.config_id = ANY(%(configs)s::int[])
+                       AND %(older)s IS NULL
                   FROM (SELECT d.id, d.config_id, d.res_model, d.res_id,
                                d.next_attempt_at, d.leased_until
                           FROM bj_api_sync_delivery d
@@ -1017,13 +1020,14 @@ class BjApiSyncDelivery(models.Model):
                            AND d.queued_behind IS NOT TRUE
                            AND d.id > %(after)s
                          ORDER BY d.id
-                         LIMIT %(size)s) h
-                 ORDER BY h.id
+                         LIMIT %(size)s) r
+                 ORDER BY r.id
                 """,
                 now=now,
                 configs=config_ids,
                 after=after,
                 size=size,
+                older=SQL(OLDER_WAITING),
             )
         )
 
@@ -1327,16 +1331,16 @@ class BjApiSyncDelivery(models.Model):
              RETURNING d.id, d.config_id, d.res_model, d.res_id)
             UPDATE bj_api_sync_delivery n
                SET queued_behind = false
-              FROM settled s
-             WHERE n.id = (
-                    SELECT o.id FROM bj_api_sync_delivery o
-                     WHERE o.config_id = s.config_id
-                       AND o.res_model = s.res_model
-                       AND o.res_id = s.res_id
-                       AND o.id > s.id
-                       AND o.state IN ('pending', 'retrying')
-                     ORDER BY o.config_id, o.res_model, o.res_id, o.id
-                     LIMIT 1)
+             WHERE n.id = ANY(ARRAY(
+                    SELECT (SELECT o.id FROM bj_api_sync_delivery o
+                             WHERE o.config_id = s.config_id
+                               AND o.res_model = s.res_model
+                               AND o.res_id = s.res_id
+                               AND o.id > s.id
+                               AND o.state IN ('pending', 'retrying')
+                             ORDER BY o.config_id, o.res_model, o.res_id, o.id
+                             LIMIT 1)
+                      FROM settled s))
                AND n.queued_behind
             """,
             now=now,

@@ -149,6 +149,13 @@ class TestPerRecordOrder(QueueCase):
             (first | second | other).mapped("queued_behind"), [False, True, False]
         )
 
+    def test_limit_ends_the_run_with_rows_still_due(self):
+        config = self.make_config()
+        rows = config._enqueue(self.make_partners(5), "manual")
+        self.assertEqual(self.Delivery._process_due(limit=3), rows[:3])
+        self.assertEqual(rows[3:].mapped("state"), ["pending", "pending"])
+        self.assertEqual(self.Delivery._process_due(limit=3), rows[3:])
+
     def test_claim_never_sends_a_row_before_an_older_one(self):
         """A row whose flag says nothing is in front (a race) still waits for
         the older row of its record."""
