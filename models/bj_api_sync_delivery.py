@@ -57,21 +57,32 @@ _REPAIRED = {}
 MAX_CONFLICTS = 5
 
 OPEN_STATES = ("pending", "retrying")
-#: The oldest waiting row of the record of row ``r`` that is older than ``r``
-#: (NULL when none), for the queries of the per-record queues. A scalar
-#: subquery with LIMIT stays one probe of ``_order_index`` per row: written as
-#: [NOT] EXISTS, the planner turns it into a join, and when the statistics say
-#: that nothing waits (a bulk change queued thousands of rows in the current
-#: transaction, a backlog grew since the last ANALYZE) that join scans every
-#: waiting row for each row, which took minutes for 10,000 rows.
-OLDER_WAITING = """(SELECT o.id FROM bj_api_sync_delivery o
-                     WHERE o.config_id = r.config_id
-                       AND o.res_model = r.res_model
-                       AND o.res_id = r.res_id
-                       AND o.id < r.id
-                       AND o.state IN ('pending', 'retrying')
-                     ORDER BY o.config_id, o.res_model, o.res_id, o.id
-                     LIMIT 1)"""
+
+
+def _first_waiting(condition):
+    """SQL text: the oldest waiting row of the record of row ``r`` that meets
+    ``condition`` (on ``o``), NULL when none; for the queries of the per-record
+    queues. A scalar subquery with LIMIT stays one probe of ``_order_index``
+    per row: written as [NOT] EXISTS, the planner turns it into a join, and
+    when the statistics say that nothing waits (a bulk change queued thousands
+    of rows in the current transaction, a backlog grew since the last ANALYZE)
+    that join scans every waiting row for each row, which took minutes for
+    10,000 rows."""
+    return f"""(SELECT o.id FROM bj_api_sync_delivery o
+                 WHERE o.config_id = r.config_id
+                   AND o.res_model = r.res_model
+                   AND o.res_id = r.res_id
+                   AND {condition}
+                   AND o.state IN ('pending', 'retrying')
+                 ORDER BY o.config_id, o.res_model, o.res_id, o.id
+                 LIMIT 1)"""
+
+
+#: The row ``r`` waits behind (NULL when it is first in line).
+OLDER_WAITING = _first_waiting("o.id < r.id")
+#: The row that goes next once ``r`` is settled (``r`` may still look waiting
+#: to the statement settling it).
+NEXT_WAITING = _first_waiting("o.id <> r.id")
 CLOSED_STATES = ("done", "dead", "cancelled", "superseded")
 #: What a concurrent change of the same rows raises at the database.
 CONFLICTS = (
@@ -580,19 +591,13 @@ class BjApiSyncDelivery(models.Model):
                 UPDATE bj_api_sync_delivery d
                    SET queued_behind = false
                  WHERE d.id = ANY(ARRAY(
-                        SELECT (SELECT o.id FROM bj_api_sync_delivery o
-                                 WHERE o.config_id = w.config_id
-                                   AND o.res_model = w.res_model
-                                   AND o.res_id = w.res_id
-                                   AND o.state IN ('pending', 'retrying')
-                                 ORDER BY o.config_id, o.res_model, o.res_id, o.id
-                                 LIMIT 1)
-                          FROM bj_api_sync_delivery w
-                         WHERE w.id IN %(ids)s))
+                        SELECT %(next)s FROM bj_api_sync_delivery r
+                         WHERE r.id IN %(ids)s))
                    AND d.queued_behind
              RETURNING d.id
                 """,
                 ids=tuple(self.ids),
+                next=SQL(NEXT_WAITING),
             )
         )
         if rows:
@@ -1331,16 +1336,7 @@ class BjApiSyncDelivery(models.Model):
              RETURNING d.id, d.config_id, d.res_model, d.res_id)
             UPDATE bj_api_sync_delivery n
                SET queued_behind = false
-             WHERE n.id = ANY(ARRAY(
-                    SELECT (SELECT o.id FROM bj_api_sync_delivery o
-                             WHERE o.config_id = s.config_id
-                               AND o.res_model = s.res_model
-                               AND o.res_id = s.res_id
-                               AND o.id > s.id
-                               AND o.state IN ('pending', 'retrying')
-                             ORDER BY o.config_id, o.res_model, o.res_id, o.id
-                             LIMIT 1)
-                      FROM settled s))
+             WHERE n.id = ANY(ARRAY(SELECT %(next)s FROM settled r))
                AND n.queued_behind
             """,
             now=now,
@@ -1348,6 +1344,7 @@ class BjApiSyncDelivery(models.Model):
             ids=ids,
             attempts=attempts,
             statuses=statuses,
+            next=SQL(NEXT_WAITING),
         )
 
     def _prepare_job(self):
